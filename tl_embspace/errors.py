@@ -1,0 +1,43 @@
+"""One exception family for the whole package.
+
+Every error names the problem and the fix. All derive from :class:`EmbSpaceError`, so a caller
+can catch everything this library raises with one ``except``.
+"""
+
+
+class EmbSpaceError(Exception):
+    """Base class of every error raised by ``tl_embspace``."""
+
+
+class UnsupportedModelError(EmbSpaceError, TypeError):
+    """The model (or one of its configuration attributes) is not understood by any adapter."""
+
+
+class MissingWeightError(EmbSpaceError, KeyError):
+    """The model has no such parameter (e.g. no ``W_pos`` on a rotary model)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class BasisError(EmbSpaceError, ValueError):
+    """An embedding-space basis cannot be built or used as asked."""
+
+
+class FilterError(EmbSpaceError, ValueError):
+    """A token filter is malformed or leaves too few tokens for the requested k."""
+
+
+class RegistryError(EmbSpaceError, KeyError):
+    """Unknown or duplicate name in a registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class VocabularyMismatchError(EmbSpaceError, ValueError):
+    """Two models or tensors disagree about the vocabulary."""
+
+
+class ZooError(EmbSpaceError, RuntimeError):
+    """An offline zoo model cannot be loaded (missing wheel, missing package, offline hub)."""
