@@ -1,0 +1,50 @@
+"""``adapt(model)``: one read-only weight view whatever TransformerLens class the model is.
+
+Dispatch is lazy and by class name along the model's MRO, so importing ``tl_embspace`` never
+imports a TransformerLens class that the installed version lacks (4.0 removed
+``HookedTransformer``/``HookedEncoder``; ``hasattr(transformer_lens, "HookedTransformer")``
+even raises there).
+"""
+
+from typing import Any
+
+from ..errors import UnsupportedModelError
+from .base import FoldedView, GlobalWeights, LayerWeights, ModelSpec, WeightView
+
+_ADAPTERS = {
+    "TransformerBridge": ("bridge", "BridgeView"),
+    "HookedTransformer": ("hooked", "HookedTransformerView"),
+    "HookedEncoder": ("hooked", "HookedEncoderView"),
+}
+
+
+def adapt(model: Any) -> WeightView:
+    """A read-only, TransformerLens-layout weight view of ``model``.
+
+    Args:
+        model: A ``HookedTransformer`` or ``HookedEncoder`` (TransformerLens 3.x), a
+            ``TransformerBridge`` (3.x or 4.x), or an existing ``WeightView`` (returned as is).
+
+    Returns:
+        A ``WeightView`` of the weights as they are in the model (``view.weights`` says "raw" or
+        "tl-processed"); call ``view.folded()`` for LayerNorm-folded weights.
+
+    Raises:
+        UnsupportedModelError: For anything else, naming the class and what is supported.
+    """
+    if isinstance(model, WeightView):
+        return model
+    import importlib
+
+    for cls in type(model).__mro__:
+        if cls.__name__ in _ADAPTERS and cls.__module__.startswith("transformer_lens"):
+            module_name, view_name = _ADAPTERS[cls.__name__]
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            return getattr(module, view_name)(model)
+    raise UnsupportedModelError(
+        f"cannot adapt a {type(model).__module__}.{type(model).__qualname__}; expected a "
+        f"TransformerLens model: {', '.join(sorted(_ADAPTERS))}"
+    )
+
+
+__all__ = ["adapt", "FoldedView", "GlobalWeights", "LayerWeights", "ModelSpec", "WeightView"]

@@ -1,0 +1,133 @@
+"""Adapters for TransformerLens 3.x ``HookedTransformer`` and ``HookedEncoder``."""
+
+from typing import Any
+
+import torch
+
+from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer
+from ._common import build_spec, check_supported
+
+
+def _norm_params(norm: Any, normalization_type: str) -> tuple[Any, Any]:
+    """(weight, bias) of a TL norm module; (None, None) once folded (LNPre/RMSPre)."""
+    if normalization_type == "LN":
+        return norm.w, norm.b
+    if normalization_type == "RMS":
+        return norm.w, None
+    return None, None
+
+
+class HookedTransformerView(WeightView):
+    """Read-only weights of a ``HookedTransformer`` (decoder-only, pre-norm)."""
+
+    def __init__(self, model: Any) -> None:
+        cfg = model.cfg
+        architecture = str(cfg.original_architecture or "HookedTransformer")
+        check_supported(cfg, architecture)
+        self._model = model
+        processed = cfg.normalization_type in ("LNPre", "RMSPre")
+        spec = build_spec(
+            model,
+            cfg,
+            backend="HookedTransformer",
+            architecture=architecture,
+            norm_placement="pre",
+            ln_folded=processed,
+            weights_processed=processed,
+            # HookedTransformer keeps a separate W_U even for tied checkpoints; equal raw weights
+            # is what "tied" means. Processing changes W_U, so declare it when loading processed.
+            tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
+            is_encoder=False,
+        )
+        super().__init__(spec, "tl-processed" if processed else "raw")
+
+    def _read_globals(self) -> GlobalWeights:
+        m, cfg = self._model, self._model.cfg
+        w, b = _norm_params(m.ln_final, cfg.normalization_type)
+        return GlobalWeights(
+            W_E=copy_tensor(m.W_E),
+            W_U=copy_tensor(m.W_U),
+            b_U=copy_tensor(m.b_U),
+            W_pos=copy_tensor(m.W_pos) if cfg.positional_embedding_type == "standard" else None,
+            ln_final_w=copy_tensor(w),
+            ln_final_b=copy_tensor(b),
+        )
+
+    def _read_layer(self, layer: int) -> LayerWeights:
+        return _read_tl_block(self._model.blocks[layer], self._model.cfg, layer)
+
+
+def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
+    """One HookedTransformer/HookedEncoder block, K/V kept grouped then expanded once."""
+    attn = block.attn
+    grouped = (cfg.n_key_value_heads or cfg.n_heads) != cfg.n_heads
+    # GroupedQueryAttention stores the grouped tensors as _W_K/_W_V and exposes expanded ones.
+    W_K, W_V = (attn._W_K, attn._W_V) if grouped else (attn.W_K, attn.W_V)
+    b_K, b_V = (attn._b_K, attn._b_V) if grouped else (attn.b_K, attn.b_V)
+    ln1_w, ln1_b = _norm_params(block.ln1, cfg.normalization_type)
+    has_mlp = not cfg.attn_only
+    ln2_w, ln2_b = (
+        _norm_params(block.ln2, cfg.normalization_type) if has_mlp and not cfg.parallel_attn_mlp else (None, None)
+    )
+    mlp = block.mlp if has_mlp else None
+    return make_layer(
+        layer,
+        W_Q=attn.W_Q,
+        W_K_grouped=W_K,
+        W_V_grouped=W_V,
+        W_O=attn.W_O,
+        b_Q=attn.b_Q,
+        b_K_grouped=b_K,
+        b_V_grouped=b_V,
+        b_O=attn.b_O,
+        W_in=mlp.W_in if mlp is not None else None,
+        W_gate=mlp.W_gate if mlp is not None and cfg.gated_mlp else None,
+        W_out=mlp.W_out if mlp is not None else None,
+        b_in=mlp.b_in if mlp is not None else None,
+        b_out=mlp.b_out if mlp is not None else None,
+        ln1_w=ln1_w,
+        ln1_b=ln1_b,
+        ln2_w=ln2_w,
+        ln2_b=ln2_b,
+    )
+
+
+class HookedEncoderView(WeightView):
+    """Read-only weights of a TransformerLens 3.x ``HookedEncoder`` (BERT, post-norm)."""
+
+    def __init__(self, model: Any) -> None:
+        cfg = model.cfg
+        architecture = str(cfg.original_architecture or "BertForMaskedLM")
+        check_supported(cfg, architecture)
+        self._model = model
+        spec = build_spec(
+            model,
+            cfg,
+            backend="HookedEncoder",
+            architecture=architecture,
+            norm_placement="post",
+            ln_folded=False,
+            weights_processed=False,
+            tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
+            is_encoder=True,
+        )
+        super().__init__(spec, "raw")
+
+    def _read_globals(self) -> GlobalWeights:
+        m = self._model
+        head = m.mlm_head
+        return GlobalWeights(
+            W_E=copy_tensor(m.embed.embed.W_E),
+            W_U=copy_tensor(m.unembed.W_U),
+            b_U=copy_tensor(m.unembed.b_U),
+            W_pos=copy_tensor(m.embed.pos_embed.W_pos),
+            ln_final_w=copy_tensor(head.ln.w),
+            ln_final_b=copy_tensor(head.ln.b),
+            mlm_W=copy_tensor(head.W),
+            mlm_b=copy_tensor(head.b),
+            embed_ln_w=copy_tensor(m.embed.ln.w),
+            embed_ln_b=copy_tensor(m.embed.ln.b),
+        )
+
+    def _read_layer(self, layer: int) -> LayerWeights:
+        return _read_tl_block(self._model.blocks[layer], self._model.cfg, layer)
