@@ -1,1 +1,70 @@
-"""tl_embspace: read every parameter of a TransformerLens model in embedding space."""
+"""tl_embspace: read every parameter of a TransformerLens model in embedding space.
+
+After Dar, Geva, Gupta & Berant, "Analyzing Transformers in Embedding Space" (ACL 2023).
+
+Quick start::
+
+    import tl_embspace as te
+    model = te.load("smollm2-135m-instruct")          # or any TransformerLens model
+    res = te.interpret("ff_value", model, layer=20, neurons=[0, 1, 2])
+    print(res.top_tokens(0))
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .adapters import LayerWeights, ModelSpec, WeightView, adapt
+from .errors import (
+    BasisError,
+    EmbSpaceError,
+    FilterError,
+    MissingWeightError,
+    RegistryError,
+    UnsupportedModelError,
+    VocabularyMismatchError,
+    ZooError,
+)
+from .interpreters import interpret, interpreters
+from .registry import Registry
+from .results import PairProjection, Provenance, VectorProjection
+from .space import Basis, EmbeddingSpace
+from .tokens import TokenFilter
+
+try:
+    __version__ = version("tl_embspace")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+
+def load(name: str, backend: str = "bridge", **kwargs):  # noqa: D103 - documented in zoo.load
+    from .zoo import load as _load
+
+    return _load(name, backend, **kwargs)
+
+
+load.__doc__ = "Load a model by name: an offline zoo entry or any TransformerLens model (see ``tl_embspace.zoo.load``)."
+
+__all__ = [
+    "adapt",
+    "load",
+    "interpret",
+    "interpreters",
+    "EmbeddingSpace",
+    "Basis",
+    "TokenFilter",
+    "Registry",
+    "ModelSpec",
+    "WeightView",
+    "LayerWeights",
+    "VectorProjection",
+    "PairProjection",
+    "Provenance",
+    "EmbSpaceError",
+    "UnsupportedModelError",
+    "MissingWeightError",
+    "BasisError",
+    "FilterError",
+    "RegistryError",
+    "VocabularyMismatchError",
+    "ZooError",
+    "__version__",
+]

@@ -1,0 +1,134 @@
+"""Singular directions of OV, QK, W_in and W_out (Millidge & Black 2022), read in embedding space.
+
+A singular pair ``(u, v)`` is defined only up to a joint sign flip, so we fix a *canonical* sign:
+the side of the vocabulary projection with the most extreme score is shown as ``top``
+(``extras["sign"]`` records whether the raw SVD vector was flipped). Both signs are always shown
+(``top`` and ``bottom``). Singular values closer than ``degenerate_rtol`` (relative) to a
+neighbour are flagged ``near_degenerate``: their directions can rotate into each other under tiny
+perturbations, so individual vectors are not meaningful there.
+"""
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from ..results import VectorProjection
+from ..space import EmbeddingSpace
+from ..tokens import TokenFilter
+from ._base import interpreters, project_vectors, select
+
+
+def low_rank_svd(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """SVD of ``A @ Bᵀ`` from its factors ``A, B [d, r]`` without forming the d x d matrix.
+
+    Returns ``U [d, r]``, ``S [r]`` (descending), ``V [d, r]`` with ``A Bᵀ = U diag(S) Vᵀ``.
+    Computed in float64: QR of each factor, then the SVD of the small r x r core.
+    """
+    Qa, Ra = torch.linalg.qr(A.double())
+    Qb, Rb = torch.linalg.qr(B.double())
+    X, S, Yh = torch.linalg.svd(Ra @ Rb.T)
+    return (Qa @ X).float(), S.float(), (Qb @ Yh.T).float()
+
+
+def near_degenerate(S: Tensor, rtol: float) -> list[bool]:
+    """True where a singular value is within ``rtol`` (relative) of a neighbour."""
+    flags = []
+    for i in range(len(S)):
+        gaps = [abs(S[i] - S[j]) for j in (i - 1, i + 1) if 0 <= j < len(S)]
+        flags.append(bool(S[i] > 0 and min(gaps) <= rtol * S[i]) if gaps else False)
+    return flags
+
+
+def canonical_sign(p: VectorProjection) -> VectorProjection:
+    """Flip rows whose most extreme score is negative, so ``top`` is the dominant side."""
+    flip = -p.bottom_scores[:, 0] > p.top_scores[:, 0]
+    f = flip[:, None]
+    return replace(
+        p,
+        top_ids=torch.where(f, p.bottom_ids, p.top_ids),
+        top_scores=torch.where(f, -p.bottom_scores, p.top_scores),
+        bottom_ids=torch.where(f, p.top_ids, p.bottom_ids),
+        bottom_scores=torch.where(f, -p.top_scores, p.bottom_scores),
+        extras={**p.extras, "sign": [-1 if x else 1 for x in flip.tolist()]},
+    )
+
+
+def _directions(space, vectors: Tensor, S: Tensor, *, side, name, labels, layer, components, k,
+                token_filter, degenerate_rtol, note) -> VectorProjection:
+    idx = select(components, len(S), "components")
+    flags = near_degenerate(S, degenerate_rtol)
+    p = project_vectors(
+        space, vectors[idx], side=side, interpreter=name, labels=[labels[i] for i in idx], layer=layer,
+        k=k, token_filter=token_filter, note=note,
+        extras={"singular_value": [float(S[i]) for i in idx], "near_degenerate": [flags[i] for i in idx]},
+    )
+    # The sign is canonicalised from the projection itself; a scoring function that is odd in
+    # the vector (every linear basis) makes this independent of the SVD's arbitrary sign.
+    return canonical_sign(p) if space.basis(side).linear else p
+
+
+def _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, *, circuit):
+    lw, spec = space.view.layer(layer), space.view.spec
+    (h,) = select(head, spec.n_heads, "heads")
+    if circuit == "ov":
+        U, S, V = low_rank_svd(lw.W_V[h], lw.W_O[h].T)
+        sides = {"output": ("write", V), "input": ("read", U)}
+    else:
+        U, S, V = low_rank_svd(lw.W_Q[h], lw.W_K[h])
+        sides = {"query": ("read", U), "key": ("read", V)}
+    if which not in sides:
+        raise ValueError(f"which must be one of {sorted(sides)} for {circuit.upper()}, got {which!r}")
+    side, dirs = sides[which]
+    labels = [f"L{layer}.H{h}.{circuit}.{which}[{c}]" for c in range(len(S))]
+    return _directions(
+        space, dirs.T, S, side=side, name=f"svd_{circuit}", labels=labels, layer=layer,
+        components=components, k=k, token_filter=token_filter, degenerate_rtol=degenerate_rtol,
+        note=f"{which} singular vectors of W_{circuit.upper()} (canonical sign; both signs shown)",
+    )
+
+
+@interpreters.register("svd_ov")
+def svd_ov(space: EmbeddingSpace, *, layer: int, head: int, which: str = "output", components=None,
+           k: int = 20, token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
+    """Singular directions of ``W_OV = W_V W_O``: ``which="output"`` (write side) or ``"input"``."""
+    return _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, circuit="ov")
+
+
+@interpreters.register("svd_qk")
+def svd_qk(space: EmbeddingSpace, *, layer: int, head: int, which: str = "query", components=None,
+           k: int = 20, token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
+    """Singular directions of ``W_QK = W_Q W_Kᵀ``: ``which="query"`` or ``"key"`` (both read side)."""
+    return _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, circuit="qk")
+
+
+def _mlp_svd(space, layer, weight: str, components, k, token_filter, degenerate_rtol):
+    w = getattr(space.view.layer(layer), weight)
+    if w is None:
+        from ..errors import MissingWeightError
+
+        raise MissingWeightError(f"layer {layer} of {space.view.spec.model_name} has no {weight}")
+    # W_in [d_model, d_mlp]: left singular vectors live in d_model (read side).
+    # W_out [d_mlp, d_model]: right singular vectors live in d_model (write side).
+    U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
+    dirs, side = (U.T, "read") if weight == "W_in" else (Vh, "write")
+    labels = [f"L{layer}.{weight}.svd[{c}]" for c in range(len(S))]
+    return _directions(
+        space, dirs.float(), S.float(), side=side, name=f"svd_{weight[2:]}", labels=labels, layer=layer,
+        components=components, k=k, token_filter=token_filter, degenerate_rtol=degenerate_rtol,
+        note=f"d_model singular vectors of {weight} (canonical sign; both signs shown)",
+    )
+
+
+@interpreters.register("svd_in")
+def svd_in(space: EmbeddingSpace, *, layer: int, components=None, k: int = 20,
+           token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
+    """Left singular vectors of ``W_in`` (the directions the MLP reads most), read side."""
+    return _mlp_svd(space, layer, "W_in", components, k, token_filter, degenerate_rtol)
+
+
+@interpreters.register("svd_out")
+def svd_out(space: EmbeddingSpace, *, layer: int, components=None, k: int = 20,
+            token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
+    """Right singular vectors of ``W_out`` (the directions the MLP writes most), write side."""
+    return _mlp_svd(space, layer, "W_out", components, k, token_filter, degenerate_rtol)

@@ -1,0 +1,240 @@
+"""Result objects: frozen dataclasses with JSON, DataFrame and notebook HTML views.
+
+Every quantity a user sees is defined here:
+
+* ``score`` of a token for a vector ``x``: ``basis.prepare(x) @ basis.matrix[:, token]`` (+ the
+  basis bias). With the ``W_U`` basis it is the logit ``x`` adds to the token; with ``W_E`` the
+  dot product of ``x`` with the token's input embedding.
+* ``top`` tokens: the k highest scores (most promoted / most strongly read); ``bottom``: the k
+  lowest (most suppressed). Ties go to the lower token id.
+* pair ``score`` of tokens (i, j): ``left_basis[:, i]ᵀ M right_basis[:, j]`` for the head's
+  ``M = W_Q W_Kᵀ`` (QK: how much a query holding i attends to a key holding j, content only —
+  positions and rotary are ignored) or ``M = W_V W_O`` (OV: how much attending to i promotes j).
+"""
+
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result came from: model, weights, bases and software versions."""
+
+    model_name: str
+    backend: str
+    weights: str
+    read_basis: str
+    write_basis: str
+    transport: str
+    tl_embspace_version: str = field(default_factory=lambda: _version("tl_embspace"))
+    transformer_lens_version: str = field(default_factory=lambda: _version("transformer-lens"))
+    torch_version: str = field(default_factory=lambda: torch.__version__)
+
+    @classmethod
+    def of(cls, space: Any) -> "Provenance":
+        """Provenance of results computed in ``space`` (an EmbeddingSpace)."""
+        v = space.view
+        return cls(model_name=v.spec.model_name, backend=v.spec.backend, weights=v.weights, **space.describe())
+
+
+def _tokens(vocab: tuple[str, ...], ids: Tensor) -> list[str]:
+    return [vocab[i] for i in ids.tolist()]
+
+
+@dataclass(frozen=True)
+class VectorProjection:
+    """Top and bottom vocabulary items of a batch of parameter vectors.
+
+    Attributes:
+        interpreter: Registry name that produced it (e.g. "ff_value").
+        labels: One label per vector (e.g. "L3.ff_value[17]").
+        layer: Layer the vectors belong to, or None.
+        side: "read" or "write": which basis was used.
+        basis: Name of that basis.
+        top_ids, top_scores: ``[n, k]``, highest scores first.
+        bottom_ids, bottom_scores: ``[n, k]``, lowest scores first.
+        vocab: Display strings of the vocabulary (whitespace made visible), indexed by id.
+        provenance: See ``Provenance``.
+        extras: Per-vector extra columns (e.g. singular values), each a list of length n.
+        note: Caveats the reader must know.
+    """
+
+    interpreter: str
+    labels: tuple[str, ...]
+    layer: int | None
+    side: str
+    basis: str
+    top_ids: Tensor
+    top_scores: Tensor
+    bottom_ids: Tensor
+    bottom_scores: Tensor
+    vocab: tuple[str, ...] = field(repr=False)
+    provenance: Provenance
+    extras: dict[str, list] = field(default_factory=dict)
+    note: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def top_tokens(self, i: int = 0) -> list[str]:
+        """Display strings of the top tokens of vector ``i``."""
+        return _tokens(self.vocab, self.top_ids[i])
+
+    def bottom_tokens(self, i: int = 0) -> list[str]:
+        """Display strings of the bottom tokens of vector ``i``."""
+        return _tokens(self.vocab, self.bottom_ids[i])
+
+    def records(self) -> list[dict[str, Any]]:
+        """One plain dict per vector (JSON-ready)."""
+        out = []
+        for i, label in enumerate(self.labels):
+            rec: dict[str, Any] = {
+                "label": label,
+                "top": [
+                    {"id": t, "token": self.vocab[t], "score": s}
+                    for t, s in zip(self.top_ids[i].tolist(), self.top_scores[i].tolist())
+                ],
+                "bottom": [
+                    {"id": t, "token": self.vocab[t], "score": s}
+                    for t, s in zip(self.bottom_ids[i].tolist(), self.bottom_scores[i].tolist())
+                ],
+            }
+            rec.update({k: v[i] for k, v in self.extras.items()})
+            out.append(rec)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (what ``to_json`` writes)."""
+        return {
+            "kind": "vectors",
+            "interpreter": self.interpreter,
+            "layer": self.layer,
+            "side": self.side,
+            "basis": self.basis,
+            "note": self.note,
+            "provenance": asdict(self.provenance),
+            "vectors": self.records(),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """JSON string of ``to_dict()``."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    def to_dataframe(self) -> Any:
+        """Long-format DataFrame: one row per (vector, side, rank). Needs pandas."""
+        import pandas as pd
+
+        rows = []
+        for rec in self.records():
+            for which in ("top", "bottom"):
+                for rank, t in enumerate(rec[which]):
+                    rows.append({"label": rec["label"], "which": which, "rank": rank, **t})
+        return pd.DataFrame(rows)
+
+    def _repr_html_(self) -> str:
+        head = f"<b>{html.escape(self.interpreter)}</b> · basis {html.escape(self.basis)} · weights {html.escape(self.provenance.weights)}"
+        rows = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{html.escape(' '.join(self.top_tokens(i)))}</td>"
+            f"<td>{html.escape(' '.join(self.bottom_tokens(i)))}</td></tr>"
+            for i, label in enumerate(self.labels[:50])
+        )
+        more = f"<p>… {len(self) - 50} more</p>" if len(self) > 50 else ""
+        return f"<div><p>{head}</p><table><tr><th>vector</th><th>top</th><th>bottom</th></tr>{rows}</table>{more}</div>"
+
+
+@dataclass(frozen=True)
+class PairProjection:
+    """Top and bottom token pairs of one head's vocab x vocab interaction matrix.
+
+    Attributes:
+        interpreter: "qk_pairs" or "ov_pairs".
+        label: e.g. "L3.H5.ov".
+        layer, head: Where the matrix lives.
+        left_basis, right_basis: Bases of the row token (i) and column token (j).
+        top: ``(scores[k], rows[k], cols[k])`` highest first; bottom: lowest first.
+        vocab: Display strings of the vocabulary.
+        provenance: See ``Provenance``.
+        note: Caveats (QK pairs are content-only: no positions, no rotary).
+    """
+
+    interpreter: str
+    label: str
+    layer: int
+    head: int
+    left_basis: str
+    right_basis: str
+    top: tuple[Tensor, Tensor, Tensor]
+    bottom: tuple[Tensor, Tensor, Tensor]
+    vocab: tuple[str, ...] = field(repr=False)
+    provenance: Provenance
+    note: str = ""
+
+    def pairs(self, which: str = "top") -> list[tuple[str, str, float]]:
+        """``(token_i, token_j, score)`` triples, best first."""
+        scores, rows, cols = self.top if which == "top" else self.bottom
+        return [
+            (self.vocab[i], self.vocab[j], s)
+            for s, i, j in zip(scores.tolist(), rows.tolist(), cols.tolist())
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (what ``to_json`` writes)."""
+        def side(t: tuple[Tensor, Tensor, Tensor]) -> list[dict[str, Any]]:
+            s, r, c = t
+            return [
+                {"i": i, "j": j, "token_i": self.vocab[i], "token_j": self.vocab[j], "score": v}
+                for v, i, j in zip(s.tolist(), r.tolist(), c.tolist())
+            ]
+
+        return {
+            "kind": "pairs",
+            "interpreter": self.interpreter,
+            "label": self.label,
+            "layer": self.layer,
+            "head": self.head,
+            "left_basis": self.left_basis,
+            "right_basis": self.right_basis,
+            "note": self.note,
+            "provenance": asdict(self.provenance),
+            "top": side(self.top),
+            "bottom": side(self.bottom),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """JSON string of ``to_dict()``."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    def to_dataframe(self) -> Any:
+        """One row per (side, rank). Needs pandas."""
+        import pandas as pd
+
+        d = self.to_dict()
+        return pd.DataFrame(
+            [{"which": w, "rank": r, **p} for w in ("top", "bottom") for r, p in enumerate(d[w])]
+        )
+
+    def _repr_html_(self) -> str:
+        def cells(which: str) -> str:
+            return "".join(
+                f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{s:.3g}</td></tr>"
+                for a, b, s in self.pairs(which)
+            )
+
+        return (
+            f"<div><p><b>{html.escape(self.label)}</b> · {html.escape(self.left_basis)} × "
+            f"{html.escape(self.right_basis)} · {html.escape(self.note)}</p>"
+            f"<table><tr><th>i</th><th>j</th><th>score</th></tr>{cells('top')}</table></div>"
+        )

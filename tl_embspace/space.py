@@ -1,0 +1,196 @@
+"""Embedding-space bases: how a d_model vector becomes a score for every vocabulary item.
+
+A basis maps vectors ``x [n, d_model]`` to scores ``pre(x) @ matrix + bias`` over the vocabulary.
+The *read* side interprets vectors that read from the residual stream (FF keys and gates, Q/K/V
+columns); the *write* side interprets vectors that are added to it (FF values, O rows). The two
+are chosen independently:
+
+========== ================================ ==========================================================
+name       matrix (d_model x d_vocab)       meaning
+========== ================================ ==========================================================
+``W_U``    ``W_U``                          output embedding: the logit a written vector adds to
+                                            each token (the paper's ``E``)
+``W_E``    ``W_Eᵀ``                         input embedding: how strongly a read vector responds
+                                            to each token's embedding
+``pinv``   ``pinv(W_U)ᵀ``                   the paper's exact read side ``E'ᵀ`` (``E E' = I``):
+                                            coordinates such that ``x = scores @ W_Uᵀ`` would
+                                            rebuild ``x``; dense, not top-k friendly
+``pinv_W_E`` ``pinv(W_Eᵀ)ᵀ``                the same with the input embedding
+``readout`` final norm, then ``W_U``, ``b_U`` logit lens: what the model itself would predict if
+                                            ``x`` were the final residual (not linear: no pairs)
+========== ================================ ==========================================================
+
+A per-layer *transport* ``f(layer, vectors, side) -> vectors`` is applied before the basis: plug
+in a tuned lens translator or a Jacobian lens to carry a layer-``l`` vector to the final layer.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .adapters import WeightView, adapt
+from .errors import BasisError
+
+Transport = Callable[[int, Tensor, str], Tensor]
+
+BASIS_NAMES = ("W_U", "W_E", "pinv", "pinv_W_E", "readout")
+
+
+@dataclass(frozen=True)
+class Basis:
+    """Vocabulary scores of d_model vectors: ``pre(x) @ matrix + bias``.
+
+    Attributes:
+        name: What the basis is, recorded in every result.
+        matrix: ``[d_model, d_vocab]``.
+        bias: ``[d_vocab]`` added to the scores, or None.
+        pre: A non-linear map applied to the vectors first (the final norm for ``readout``), or
+            None. Bases with ``pre`` are not linear and cannot score token pairs.
+    """
+
+    name: str
+    matrix: Float[Tensor, "d_model d_vocab"]
+    bias: Float[Tensor, " d_vocab"] | None = None
+    pre: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def linear(self) -> bool:
+        """True when scores are a linear function of the vector (needed for token pairs)."""
+        return self.pre is None and self.bias is None
+
+    def prepare(self, vectors: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
+        """The vectors the matrix is applied to (after ``pre``), in float32."""
+        vectors = vectors.float()
+        return vectors if self.pre is None else self.pre(vectors)
+
+    def require_linear(self, what: str) -> None:
+        """Raise BasisError if this basis is not linear."""
+        if not self.linear:
+            raise BasisError(
+                f"{what} needs a linear basis, but {self.name!r} applies the final norm and a bias; "
+                "use 'W_U', 'W_E' or 'pinv' for token pairs"
+            )
+
+
+def _unembed(view: WeightView) -> Tensor:
+    if not view.spec.unembed_trained:
+        raise BasisError(
+            f"W_U of {view.spec.model_name} was never trained (e.g. an encoder loaded without its "
+            "MLM head), so projections through it are meaningless; use the 'W_E' basis"
+        )
+    return view.W_U.float()
+
+
+def _pinv_t(matrix: Tensor, dtype: torch.dtype) -> Tensor:
+    """``pinv(matrix)ᵀ`` for a ``[d_model, d_vocab]`` matrix, computed in float64.
+
+    Singular values below ``max(shape) * eps(dtype) * σ_max`` are treated as zero, with ``eps``
+    of the dtype the weights were *stored* in: below that they are rounding noise (e.g. the mean
+    direction that centring removes from a folded ``W_U``), and inverting them would blow that
+    noise up to dominate every score.
+    """
+    rtol = max(matrix.shape) * torch.finfo(dtype).eps
+    return torch.linalg.pinv(matrix.double(), rtol=rtol).T.float().contiguous()
+
+
+def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
+    """Build a named basis for ``view`` (or accept a ready Basis or a ``[d_model, d_vocab]`` tensor)."""
+    if isinstance(name, Basis):
+        return name
+    if isinstance(name, Tensor):
+        if name.ndim != 2 or name.shape[0] != view.spec.d_model:
+            raise BasisError(
+                f"a custom basis must be a [d_model={view.spec.d_model}, d_vocab] tensor, "
+                f"got shape {tuple(name.shape)}"
+            )
+        return Basis("custom", name.float())
+    if name == "W_U":
+        return Basis("W_U", _unembed(view))
+    if name == "W_E":
+        return Basis("W_E^T", view.W_E.float().T)
+    if name == "pinv":
+        return Basis("pinv(W_U)^T", _pinv_t(_unembed(view), view.W_U.dtype))
+    if name == "pinv_W_E":
+        return Basis("pinv(W_E^T)^T", _pinv_t(view.W_E.float().T, view.W_E.dtype))
+    if name == "readout":
+        W_U = _unembed(view)
+        b_U = view.b_U
+        has_bias = b_U is not None and bool(b_U.abs().max() > 0)
+        return Basis(
+            "readout(final_norm, W_U, b_U)",
+            W_U,
+            bias=b_U.float() if has_bias else None,
+            pre=view.final_norm,
+        )
+    raise BasisError(f"unknown basis {name!r}; expected one of: {', '.join(BASIS_NAMES)}, a Basis or a tensor")
+
+
+class EmbeddingSpace:
+    """A model's weights plus the read and write bases (and optional transport) to read them with.
+
+    Args:
+        model: A TransformerLens model or a ``WeightView`` (e.g. ``adapt(model).folded()``).
+        read: Basis for vectors that read the residual stream. Default ``"W_E"`` (the input
+            embedding: what the residual holds at layer 0); for tied models this equals ``W_U``.
+        write: Basis for vectors written to the residual stream. Default ``"W_U"``.
+        transport: Optional ``f(layer, vectors, side) -> vectors`` applied before the basis.
+        tokenizer: Tokenizer for token strings; defaults to ``model.tokenizer``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        read: "str | Basis | Tensor" = "W_E",
+        write: "str | Basis | Tensor" = "W_U",
+        transport: Transport | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.view = adapt(model)
+        self.read = make_basis(self.view, read)
+        self.write = make_basis(self.view, write)
+        self.transport = transport
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        if self.tokenizer is None and not isinstance(model, WeightView):
+            raise BasisError("the model has no tokenizer; pass tokenizer=... to EmbeddingSpace")
+
+    @classmethod
+    def paper(cls, model: Any, *, exact: bool = False, **kwargs: Any) -> "EmbeddingSpace":
+        """The bases of Dar et al., Table 1: ``E = W_U`` on both sides (approximate, used for every
+        figure of the paper) or the right inverse ``E'`` on the read side (``exact=True``)."""
+        return cls(model, read="pinv" if exact else "W_U", write="W_U", **kwargs)
+
+    def basis(self, side: str) -> Basis:
+        """The basis of ``side`` ("read" or "write")."""
+        if side not in ("read", "write"):
+            raise ValueError(f"side must be 'read' or 'write', got {side!r}")
+        return self.read if side == "read" else self.write
+
+    def carry(self, vectors: Tensor, side: str, layer: int | None) -> Tensor:
+        """Apply the transport (if any) to vectors living at ``layer``."""
+        vectors = vectors.float()
+        if self.transport is None or layer is None:
+            return vectors
+        out = self.transport(layer, vectors, side)
+        if out.shape != vectors.shape:
+            raise BasisError(
+                f"transport returned shape {tuple(out.shape)} for input {tuple(vectors.shape)}; "
+                "it must map [n, d_model] to [n, d_model]"
+            )
+        return out.float()
+
+    def describe(self) -> dict[str, str]:
+        """Names of the bases and transport, for provenance."""
+        return {
+            "read_basis": self.read.name,
+            "write_basis": self.write.name,
+            "transport": "none" if self.transport is None else getattr(self.transport, "__name__", repr(self.transport)),
+        }
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"EmbeddingSpace({self.view!r}, read={d['read_basis']}, write={d['write_basis']}, transport={d['transport']})"
