@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--k", type=int, default=20, help="tokens kept per vector, top and bottom")
     run.add_argument("--pair-k", type=int, default=50, help="token pairs kept per head, top and bottom")
     run.add_argument("--svd-components", type=int, default=8)
-    run.add_argument("--weights", default="raw", choices=["raw", "folded"])
+    run.add_argument("--weights", default="auto", choices=["auto", "raw", "folded"],
+                     help="auto (default): norms folded in for pre-norm models, raw for post-norm encoders")
     run.add_argument("--read", default="W_E", help="read-side basis: W_E, W_U, pinv, pinv_W_E")
     run.add_argument("--write", default="W_U", help="write-side basis: W_U, W_E, pinv, readout")
     run.add_argument("--no-progress", action="store_true")

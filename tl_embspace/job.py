@@ -105,7 +105,7 @@ def interpret_model(
     pair_k: int = 50,
     svd_components: int = 8,
     layers: "list[int] | None" = None,
-    weights: str = "raw",
+    weights: str = "auto",
     read: str = "W_E",
     write: str = "W_U",
     token_filter: TokenFilter | None = None,
@@ -123,7 +123,9 @@ def interpret_model(
     Args:
         model: A TransformerLens model (with a tokenizer).
         out: Output folder; must not exist unless ``overwrite=True``.
-        weights: "raw" (the weights as loaded) or "folded" (LayerNorm folded on the fly).
+        weights: "raw" (the weights as loaded), "folded" (norm weights folded in on the fly, so
+            ``W_U`` includes the final norm's gain, as the model applies it) or "auto": folded
+            for pre-norm models, raw for post-norm encoders (which cannot be folded).
         read, write: Basis names (see ``tl_embspace.space``).
         layers: Only these layers (default all).
 
@@ -133,9 +135,11 @@ def interpret_model(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass overwrite=True (--overwrite)")
-    if weights not in ("raw", "folded"):
-        raise ValueError(f"weights must be 'raw' or 'folded', got {weights!r}")
+    if weights not in ("raw", "folded", "auto"):
+        raise ValueError(f"weights must be 'raw', 'folded' or 'auto', got {weights!r}")
     view = adapt(model)
+    if weights == "auto":
+        weights = "folded" if view.spec.norm_placement == "pre" else "raw"
     if weights == "folded":
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
@@ -177,7 +181,7 @@ def interpret_model(
                                "definition": "fraction of sampled tokens t whose top promoted token under the head's OV circuit is t"},
             "timings_s": {"layers": layer_seconds, "copying_scores": copy_seconds,
                           "total": round(time.perf_counter() - started, 2)},
-            "files": sorted(p.name for p in tmp.iterdir()) + ["index.html"],
+            "files": sorted([p.name for p in tmp.iterdir()] + ["manifest.json", "index.html"]),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
         from .report import render_job
