@@ -12,6 +12,7 @@ Every quantity a user sees is defined here:
   positions and rotary are ignored) or ``M = W_V W_O`` (OV: how much attending to i promotes j).
 """
 
+import functools
 import html
 import json
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 
+@functools.lru_cache(maxsize=None)
 def _version(dist: str) -> str:
     try:
         return version(dist)

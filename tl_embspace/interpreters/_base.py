@@ -1,5 +1,6 @@
 """The interpreter registry and the shared projection step every interpreter ends with."""
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,11 +21,22 @@ Interpreter = Callable[..., Any]
 interpreters: Registry[Interpreter] = Registry("interpreter")
 
 
+_DISPLAY: "weakref.WeakKeyDictionary[Any, dict[int, tuple[str, ...]]]" = weakref.WeakKeyDictionary()
+
+
 def display_vocab(space: EmbeddingSpace, d_vocab: int) -> tuple[str, ...]:
-    """Visible display strings of every token id (cached per tokenizer)."""
-    if space.tokenizer is None:
+    """Visible display strings of every token id, built once per tokenizer and vocabulary size.
+
+    Every result holds a reference to this one tuple, so a whole-model run does not rebuild
+    (or copy) 49k strings per interpreter call.
+    """
+    tok = space.tokenizer
+    if tok is None:
         return tuple(f"<id {i}>" for i in range(d_vocab))
-    return tuple(visible(s) for s in vocab_strings(space.tokenizer, d_vocab))
+    per_size = _DISPLAY.setdefault(tok, {})
+    if d_vocab not in per_size:
+        per_size[d_vocab] = tuple(visible(s) for s in vocab_strings(tok, d_vocab))
+    return per_size[d_vocab]
 
 
 def vocab_mask(space: EmbeddingSpace, token_filter: TokenFilter | None, d_vocab: int) -> Tensor | None:
