@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ._linalg import single_threaded
 from .adapters import WeightView, adapt
 from .errors import BasisError
 
@@ -94,7 +95,8 @@ def _pinv_t(matrix: Tensor, dtype: torch.dtype) -> Tensor:
     noise up to dominate every score.
     """
     rtol = max(matrix.shape) * torch.finfo(dtype).eps
-    return torch.linalg.pinv(matrix.double(), rtol=rtol).T.float().contiguous()
+    with single_threaded():
+        return torch.linalg.pinv(matrix.double(), rtol=rtol).T.float().contiguous()
 
 
 def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:

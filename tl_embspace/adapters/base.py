@@ -433,6 +433,15 @@ class FoldedView(WeightView):
         )
 
 
+def mlp_weights(mlp: Any, gated: bool) -> dict[str, Any]:
+    """The MLP fields of a LayerWeights from a TransformerLens MLP module (all None without one)."""
+    if mlp is None:
+        return dict(W_in=None, W_gate=None, W_out=None, b_in=None, b_out=None)
+    return dict(
+        W_in=mlp.W_in, W_gate=mlp.W_gate if gated else None, W_out=mlp.W_out, b_in=mlp.b_in, b_out=mlp.b_out
+    )
+
+
 def make_layer(
     layer: int,
     *,

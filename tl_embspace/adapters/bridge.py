@@ -8,7 +8,7 @@ for GQA models; we expand them once, in ``make_layer``.
 from typing import Any
 
 from ..errors import UnsupportedModelError
-from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer
+from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
 from ._common import build_spec, check_supported
 
 # BERT-style encoders: post-norm blocks, an MLM head (dense -> act -> LayerNorm) before W_U.
@@ -108,11 +108,7 @@ class BridgeView(WeightView):
             b_K_grouped=attn.b_K,
             b_V_grouped=attn.b_V,
             b_O=attn.b_O,
-            W_in=mlp.W_in if mlp is not None else None,
-            W_gate=mlp.W_gate if mlp is not None and s.gated_mlp else None,
-            W_out=mlp.W_out if mlp is not None else None,
-            b_in=mlp.b_in if mlp is not None else None,
-            b_out=mlp.b_out if mlp is not None else None,
+            **mlp_weights(mlp, s.gated_mlp),
             ln1_w=ln1_w,
             ln1_b=ln1_b,
             ln2_w=ln2_w,

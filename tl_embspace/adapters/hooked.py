@@ -4,7 +4,7 @@ from typing import Any
 
 import torch
 
-from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer
+from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
 from ._common import build_spec, check_supported
 
 
@@ -80,11 +80,7 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
         b_K_grouped=b_K,
         b_V_grouped=b_V,
         b_O=attn.b_O,
-        W_in=mlp.W_in if mlp is not None else None,
-        W_gate=mlp.W_gate if mlp is not None and cfg.gated_mlp else None,
-        W_out=mlp.W_out if mlp is not None else None,
-        b_in=mlp.b_in if mlp is not None else None,
-        b_out=mlp.b_out if mlp is not None else None,
+        **mlp_weights(mlp, cfg.gated_mlp),
         ln1_w=ln1_w,
         ln1_b=ln1_b,
         ln2_w=ln2_w,

@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from .._linalg import single_threaded
 from ..results import VectorProjection
 from ..space import EmbeddingSpace
 from ..tokens import TokenFilter
@@ -25,9 +26,10 @@ def low_rank_svd(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     Returns ``U [d, r]``, ``S [r]`` (descending), ``V [d, r]`` with ``A Bᵀ = U diag(S) Vᵀ``.
     Computed in float64: QR of each factor, then the SVD of the small r x r core.
     """
-    Qa, Ra = torch.linalg.qr(A.double())
-    Qb, Rb = torch.linalg.qr(B.double())
-    X, S, Yh = torch.linalg.svd(Ra @ Rb.T)
+    with single_threaded():
+        Qa, Ra = torch.linalg.qr(A.double())
+        Qb, Rb = torch.linalg.qr(B.double())
+        X, S, Yh = torch.linalg.svd(Ra @ Rb.T)
     return (Qa @ X).float(), S.float(), (Qb @ Yh.T).float()
 
 
@@ -110,7 +112,8 @@ def _mlp_svd(space, layer, weight: str, components, k, token_filter, degenerate_
         raise MissingWeightError(f"layer {layer} of {space.view.spec.model_name} has no {weight}")
     # W_in [d_model, d_mlp]: left singular vectors live in d_model (read side).
     # W_out [d_mlp, d_model]: right singular vectors live in d_model (write side).
-    U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
+    with single_threaded():
+        U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
     dirs, side = (U.T, "read") if weight == "W_in" else (Vh, "write")
     labels = [f"L{layer}.{weight}.svd[{c}]" for c in range(len(S))]
     return _directions(
