@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/bench_pairs.py                 # 4 heads, brute vs pruned, k=50
     python benchmarks/bench_pairs.py --brute 0 --all # pruned only, every head of every layer
+    python benchmarks/bench_pairs.py --threads 1     # on a machine shared with other jobs
 """
 
 import argparse
@@ -96,8 +97,11 @@ def main() -> None:
     parser.add_argument("--brute", type=int, default=4, help="heads also run by brute force")
     parser.add_argument("--all", action="store_true", help="pruned run over every layer/head")
     parser.add_argument("--random", action="store_true", help="random factors even if real exist")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     weights = None if args.random else load_weights()
     if weights is None:
@@ -122,34 +126,41 @@ def main() -> None:
         t1 = time.perf_counter()
         pruned = topk_pairs_both(left, right, args.k)
         t2 = time.perf_counter()
-        checks = [same(b, p) for b, p in zip(brute, pruned)]
+        checks = [same(b, p) for b, p in zip(brute, pruned, strict=True)]
         ok = all(c[0] for c in checks)
         gap = max(c[1] for c in checks)
         total = left.shape[0] * right.shape[0]
         print(
-            f"L{layer:<2} h{head} {kind}    {t1 - t0:7.2f}  {t2 - t1:8.3f}  {(t1 - t0) / (t2 - t1):7.0f}x"
+            f"L{layer:<2} h{head} {kind}    {t1 - t0:7.2f}  {t2 - t1:8.3f}"
+            f"  {(t1 - t0) / (t2 - t1):7.0f}x"
             f"  {pruned[0].scored / total:8.5%}  {ok} ({gap:.1e})"
         )
 
     if args.all:
         print(f"\npruned top+bottom over all {n_layers * N_HEADS * 2} factor pairs ...")
-        start = time.perf_counter()
-        worst, scored, count = 0.0, 0, 0
+        runs = []  # (seconds, scored fraction, name)
         for layer in range(n_layers):
             for head in range(N_HEADS):
                 for kind in ("qk", "ov"):
                     left, right = make(layer, head, kind)
                     t0 = time.perf_counter()
                     top, _ = topk_pairs_both(left, right, args.k)
-                    worst = max(worst, time.perf_counter() - t0)
-                    scored += top.scored
-                    count += 1
-        elapsed = time.perf_counter() - start
-        frac = scored / (count * 49152**2)
+                    total = left.shape[0] * right.shape[0]
+                    name = f"L{layer} h{head} {kind}"
+                    runs.append((time.perf_counter() - t0, top.scored / total, name))
+        times = sorted(r[0] for r in runs)
+        for kind in ("qk", "ov"):
+            part = [r for r in runs if r[2].endswith(kind)]
+            print(
+                f"{kind}: {len(part)} pairs, {sum(r[0] for r in part):.1f} s, scored "
+                f"{sum(r[1] for r in part) / len(part):.3%} of entries on average"
+            )
         print(
-            f"{count} pairs in {elapsed:.1f} s ({elapsed / count:.3f} s each incl. building the "
-            f"factors, slowest {worst:.3f} s); scored {frac:.4%} of all entries"
+            f"all: {sum(times):.1f} s for {len(runs)} pairs (top and bottom each; factor building "
+            f"excluded); median {times[len(times) // 2]:.2f} s, 90th percentile "
+            f"{times[int(0.9 * len(times))]:.2f} s"
         )
+        print("slowest:", ", ".join(f"{r[2]} {r[0]:.2f} s ({r[1]:.1%})" for r in sorted(runs)[-5:]))
 
 
 if __name__ == "__main__":

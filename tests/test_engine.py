@@ -176,7 +176,8 @@ def test_topk_vocab_k_equal_to_allowed_returns_every_allowed_token():
     gen = torch.Generator().manual_seed(3)
     mask = torch.zeros(300, dtype=torch.bool)
     mask[torch.randperm(300, generator=gen)[:13]] = True
-    top, bottom = topk_vocab(torch.randn(4, 8, generator=gen), torch.randn(8, 300, generator=gen), 13, mask=mask, chunk_size=50)
+    vectors, matrix = torch.randn(4, 8, generator=gen), torch.randn(8, 300, generator=gen)
+    top, bottom = topk_vocab(vectors, matrix, 13, mask=mask, chunk_size=50)
     allowed = set(mask.nonzero()[:, 0].tolist())
     for row in range(4):
         assert set(top.indices[row].tolist()) == allowed
@@ -302,15 +303,19 @@ def test_topk_pairs_exact_beyond_the_seed_block_and_actually_prunes(seed):
 def test_topk_pairs_continuous_heavy_tailed_factors_give_a_correct_topk():
     gen = torch.Generator().manual_seed(5)
     mix = torch.randn(12, 12, generator=gen) * torch.logspace(0, -1, 12)
-    left = torch.randn(1500, 12, generator=gen) @ mix * torch.exp(torch.randn(1500, 1, generator=gen))
-    right = torch.randn(1800, 12, generator=gen) @ mix * torch.exp(torch.randn(1800, 1, generator=gen))
+
+    def factor(n):
+        scale = torch.exp(torch.randn(n, 1, generator=gen))  # heavy-tailed row norms
+        return torch.randn(n, 12, generator=gen) @ mix * scale
+
+    left, right = factor(1500), factor(1800)
     right = right + 0.5  # a shared offset: the bottom entries hide behind it
     dense = left @ right.T
     for largest in (True, False):
         result = topk_pairs(left, right, 40, largest=largest)
         sign = 1.0 if largest else -1.0
         assert torch.allclose(dense[result.rows, result.cols], result.values, rtol=1e-5, atol=1e-4)
-        assert len(set(zip(result.rows.tolist(), result.cols.tolist()))) == 40
+        assert len(set(zip(result.rows.tolist(), result.cols.tolist(), strict=True))) == 40
         kth = float(sign * result.values[-1])
         outside = sign * dense
         outside[result.rows, result.cols] = -math.inf
@@ -335,7 +340,7 @@ def test_topk_pairs_exclude_same_drops_the_diagonal():
     left = torch.cat([basis, torch.ones(6, 6)])
     right = torch.cat([basis, -torch.ones(6, 6)])
     top = topk_pairs(left, right, 3, exclude_same=True)
-    assert all(r != c for r, c in zip(top.rows.tolist(), top.cols.tolist()))
+    assert bool((top.rows != top.cols).all())
     assert_pairs_equal(top, dense_pairs_topk(left, right, 3, True, exclude_same=True))
     with pytest.raises(ValueError, match="exclude_same"):
         topk_pairs(torch.randn(5, 2), torch.randn(6, 2), 1, exclude_same=True)
@@ -355,12 +360,13 @@ def test_topk_pairs_k_beyond_allowed_pairs_raises_filter_error():
     row_mask = torch.tensor([True, False, True])
     col_mask = torch.tensor([True, True, False])
     left, right = torch.randn(3, 2), torch.randn(3, 2)
-    with pytest.raises(FilterError, match=r"k=5 but only 4 pairs.*2 of 3 rows x 2 of 3 col.*lower k"):
+    with pytest.raises(FilterError, match=r"k=5 but only 4 pairs.*2 of 3 rows x 2 of 3 c.*lower k"):
         topk_pairs(left, right, 5, row_mask=row_mask, col_mask=col_mask)
     # Row 0 / col 0 is the only allowed diagonal pair: 4 - 1 = 3 left.
     with pytest.raises(FilterError, match=r"k=4 but only 3 pairs.*excluding \(t, t\)"):
         topk_pairs(left, right, 4, row_mask=row_mask, col_mask=col_mask, exclude_same=True)
-    assert topk_pairs(left, right, 3, row_mask=row_mask, col_mask=col_mask, exclude_same=True).values.shape == (3,)
+    fits = topk_pairs(left, right, 3, row_mask=row_mask, col_mask=col_mask, exclude_same=True)
+    assert fits.values.shape == (3,)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -375,7 +381,15 @@ def test_topk_pairs_low_precision_factors_accumulate_in_float32(dtype):
 
 @pytest.mark.parametrize(
     "case",
-    ["rank_one", "zero_left", "duplicate_columns", "unbalanced_scales", "zero_rows", "rank_exceeds_rows"],
+    [
+        "rank_one",
+        "zero_left",
+        "duplicate_columns",
+        "unbalanced_scales",
+        "zero_rows",
+        "rank_exceeds_rows",
+        "parallel",
+    ],
 )
 def test_topk_pairs_degenerate_factors_stay_exact(case):
     gen = torch.Generator().manual_seed(4)
@@ -394,6 +408,10 @@ def test_topk_pairs_degenerate_factors_stay_exact(case):
         left[::2] = 0
     elif case == "rank_exceeds_rows":
         left, right = left[:3], torch.randint(-9, 10, (4, 6), generator=gen).float()
+    elif case == "parallel":  # every row along one direction: the bounds are attained exactly
+        direction = torch.tensor([1.0, -2.0, 0.0, 3.0, 1.0, 1.0])
+        left = left[:, :1] * direction
+        right = right[:, :1] * direction
     k = min(20, left.shape[0] * right.shape[0])
     top, bottom = topk_pairs_both(left, right, k)
     assert_pairs_equal(top, dense_pairs_topk(left, right, k, True))
@@ -425,10 +443,12 @@ def test_topk_pairs_memory_is_bounded_by_row_blocks(monkeypatch):
 
     monkeypatch.setattr(engine, "_scores_block", spy)
     gen = torch.Generator().manual_seed(9)
-    left, right = torch.randn(700, 5, generator=gen), torch.randn(600, 5, generator=gen)
+    left = heavy_tailed_ints(gen, 700, 5)
+    right = heavy_tailed_ints(gen, 600, 5)
+    reference = dense_pairs_topk(left, right, 10, True)
     for prune in (False, True):
         largest_block.clear()
         result = topk_pairs(left, right, 10, block_rows=16, prune=prune)
         assert max(largest_block) <= 16 * 600  # never the [700, 600] product
         assert sum(largest_block) == result.scored
-        assert_pairs_equal(result, dense_pairs_topk(left, right, 10, True)) if not prune else None
+        assert_pairs_equal(result, reference)

@@ -38,12 +38,17 @@ def byte_level():
 @pytest.fixture(scope="module")
 def wordpiece():
     """A BERT style WordPiece tokenizer ('##' marks a continuation)."""
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "play", "##ing", "##s", "a", ".", "<div>", "<|odd|>"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "play", "##ing", "##s", "a", "."]
+    vocab += ["<div>", "<|odd|>"]
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
     )
 
 
@@ -81,7 +86,8 @@ def test_byte_level_decoding_is_one_token_at_a_time(byte_level):
 
 
 def test_wordpiece_continuations_attach_and_words_start_with_a_space(wordpiece):
-    texts = decode_tokens(wordpiece, [ids_of(wordpiece, t) for t in ["play", "##ing", "hello", "."]])
+    ids = [ids_of(wordpiece, t) for t in ["play", "##ing", "hello", "."]]
+    texts = decode_tokens(wordpiece, ids)
     assert texts == [" play", "ing", " hello", "."]
     assert decode_tokens(wordpiece, [ids_of(wordpiece, "[CLS]")]) == ["[CLS]"]
 
@@ -93,7 +99,8 @@ def test_metaspace_tokens_keep_the_space_lone_decoding_drops(metaspace):
 
 def test_unknown_and_padded_ids_get_placeholders(byte_level):
     size = len(byte_level)
-    assert decode_tokens(byte_level, [size, size + 7, -1]) == [f"<id {size}>", f"<id {size + 7}>", "<id -1>"]
+    texts = decode_tokens(byte_level, [size, size + 7, -1])
+    assert texts == [f"<id {size}>", f"<id {size + 7}>", "<id -1>"]
     strings = vocab_strings(byte_level, size + 3)
     assert len(strings) == size + 3
     assert strings[-3:] == (f"<id {size}>", f"<id {size + 1}>", f"<id {size + 2}>")
@@ -218,7 +225,8 @@ def test_exclude_and_no_silent_noop(byte_level):
 
 
 def test_include_accepts_a_bare_string_or_list(byte_level):
-    assert TokenFilter(include=" hello") == TokenFilter(include=[" hello"]) == TokenFilter(include=(" hello",))
+    expected = TokenFilter(include=(" hello",))
+    assert TokenFilter(include=" hello") == TokenFilter(include=[" hello"]) == expected
     # A run-time type checker (as in this test suite) rejects it from the annotation first.
     with pytest.raises((FilterError, TypeError), match="token strings or int ids|exclude"):
         TokenFilter(exclude=(1.5,))

@@ -21,7 +21,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ._linalg import single_threaded
-from ._types import BasisMatrix, VocabMask, VocabScores, Vectors
+from ._types import BasisMatrix, Vectors, VocabMask, VocabScores
 from .errors import FilterError
 
 # Largest score block (rows x vocabulary columns) that topk_vocab materialises at once:
@@ -192,7 +192,8 @@ def topk_vocab(
         matrix: ``[d_model, d_vocab]`` projection (e.g. ``W_U``), on the same device.
         k: How many tokens per row; ``1 <= k <=`` number of allowed tokens.
         bias: Optional ``[d_vocab]`` bias added to every row's scores (e.g. ``b_U``).
-        mask: Optional ``[d_vocab]`` bool mask, True = allowed. Masked-out tokens never appear.
+        mask: Optional ``[d_vocab]`` bool mask, True = allowed (any device). Masked-out tokens
+            never appear.
         chunk_size: Vocabulary columns scored at once.
 
     Returns:
@@ -216,15 +217,16 @@ def topk_vocab(
     for name, extra in (("bias", bias), ("mask", mask)):
         if extra is not None and tuple(extra.shape) != (d_vocab,):
             raise ValueError(f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}")
-    _check_same_device(vectors=vectors, matrix=matrix, bias=bias, mask=mask)
+    _check_same_device(vectors=vectors, matrix=matrix, bias=bias)
     _check_finite("vectors", vectors)
     _check_finite("matrix", matrix)
     if bias is not None:
         _check_finite("bias", bias)
 
     device = vectors.device
-    # Allowed ids in ascending order; None means "all", so chunks can be plain slices.
-    allowed = None if mask is None else mask.nonzero().squeeze(1)
+    # Allowed ids in ascending order; None means "all", so chunks can be plain slices. Masks are
+    # tiny, so one built on the CPU (as TokenFilter.mask does) simply follows the vectors.
+    allowed = None if mask is None else mask.to(device).nonzero().squeeze(1)
     n_allowed = d_vocab if allowed is None else allowed.numel()
     if k > n_allowed:
         what = "the vocabulary has" if mask is None else "the mask allows"
@@ -367,20 +369,24 @@ def _split_bounds(lhs: Tensor, rhs: Tensor) -> _Split:
     rank = lhs.shape[1]
 
     def half_gram(factor: Tensor) -> tuple[Tensor, Tensor]:
-        # factor = Q diag(sqrt(d)) P^T with Q orthonormal. Eigenvalues are floored so that a
-        # rank-deficient factor still gives an invertible (hence valid) change of basis.
-        d, p = torch.linalg.eigh(factor.T @ factor)
+        # factor ~ Q diag(sqrt(d)) P^T with Q orthonormal. Any invertible T is valid (T_l T_r^T
+        # = I holds by construction and its defect is measured below), so a float32 Gram
+        # matrix is accurate enough. Eigenvalues are floored so that a rank-deficient factor
+        # still gives an invertible change of basis.
+        d, p = torch.linalg.eigh((factor.T @ factor).double())
         top = float(d.max())
         return d.clamp(min=top * 1e-10 if top > 0 else 1.0).sqrt(), p
 
-    sl, pl = half_gram(lhs64)
-    sr, pr = half_gram(rhs64)
+    sl, pl = half_gram(lhs)
+    sr, pr = half_gram(rhs)
     u, s, vh = torch.linalg.svd((sl[:, None] * (pl.T @ pr)) * sr[None, :])
     t_left = (pl / sl) @ u * s.sqrt()
     t_right = (pr / sr) @ vh.T * s.sqrt()
     eye = torch.eye(rank, dtype=torch.float64, device=lhs.device)
     defect = float(torch.linalg.matrix_norm(eye - t_left @ t_right.T, ord=2))
-    t_norms = float(torch.linalg.matrix_norm(t_left, ord=2) * torch.linalg.matrix_norm(t_right, ord=2))
+    t_norms = float(
+        torch.linalg.matrix_norm(t_left, ord=2) * torch.linalg.matrix_norm(t_right, ord=2)
+    )
     a, b = lhs64 @ t_left, rhs64 @ t_right
     rel = (
         2.0 * rank * _unit_roundoff() * 1.01  # float32 scores, twice
@@ -441,7 +447,9 @@ class _ColumnSlabs:
         return self.index[positions[None, :] < counts[:, None]]
 
 
-def _corner_products(lo: Tensor, hi: Tensor, other_lo: Tensor, other_hi: Tensor) -> tuple[Tensor, Tensor]:
+def _corner_products(
+    lo: Tensor, hi: Tensor, other_lo: Tensor, other_hi: Tensor
+) -> tuple[Tensor, Tensor]:
     """Max and min of ``x * y`` over boxes ``x in [lo, hi]``, ``y in [other_lo, other_hi]``.
 
     A bilinear function takes its extremes at the corners; result ``[len(lo), len(other_lo)]``.
@@ -504,39 +512,46 @@ class _Pruner:
         keep = (excess >= 0).nonzero()[:, 0]
         return keep[torch.argsort(excess[keep], descending=True)].tolist()
 
-    def needs(self, rows: Tensor, pools: list["_PairPool"]) -> Tensor:
-        """``[len(rows), n_slabs]``: per row, how long a prefix of each column slab can reach a
-        pool's threshold (exact ``alpha_i`` and ``n_i``; the slab's ``beta`` range)."""
+    def needs(self, rows: Tensor, pool: "_PairPool") -> Tensor:
+        """Per row and column slab, how many columns can reach the pool's threshold.
+
+        Uses the exact ``alpha_i`` and ``n_i`` of each row and the slab's ``beta`` range; the
+        columns are a prefix of the slab. Returns ``[len(rows), n_slabs]`` prefix lengths.
+        """
         s, cols = self.split, self.cols
         alpha, n = s.alpha[rows, None], s.n[rows, None]
         counts = torch.zeros(rows.numel(), cols.count.numel(), dtype=torch.long, device=rows.device)
-        for pool in pools:
-            tau = pool.threshold()
-            if math.isinf(tau):
-                return cols.count.expand_as(counts)
-            if pool.largest:  # need alpha_i beta_j + n_i m_j + slack >= tau
-                extreme = torch.maximum(alpha * cols.beta_lo, alpha * cols.beta_hi)
-                need = tau - extreme - s.slack
-            else:  # need alpha_i beta_j - n_i m_j - slack <= tau
-                extreme = torch.minimum(alpha * cols.beta_lo, alpha * cols.beta_hi)
-                need = extreme - s.slack - tau
-            # Most rows reach no slab at all: spare them the binary searches.
-            live = (n * cols.m_max >= need).any(dim=1).nonzero()[:, 0]
-            if live.numel():
-                found = cols.reaching(need[live], n[live])
-                counts[live] = torch.maximum(counts[live], found)
+        tau = pool.threshold()
+        if math.isinf(tau):
+            return cols.count.expand_as(counts)
+        if pool.largest:  # need alpha_i beta_j + n_i m_j + slack >= tau
+            extreme = torch.maximum(alpha * cols.beta_lo, alpha * cols.beta_hi)
+            need = tau - extreme - s.slack
+        else:  # need alpha_i beta_j - n_i m_j - slack <= tau
+            extreme = torch.minimum(alpha * cols.beta_lo, alpha * cols.beta_hi)
+            need = extreme - s.slack - tau
+        # Most rows reach no slab at all: spare them the binary searches.
+        live = (n * cols.m_max >= need).any(dim=1).nonzero()[:, 0]
+        if live.numel():
+            counts[live] = cols.reaching(need[live], n[live])
         return counts
 
     def blocks(self, slab: int, pools: list["_PairPool"], max_rows: int):
-        """Yield ``(rows, cols)`` position blocks covering every entry of the slab that needs
-        scoring. Rows are taken in decreasing order of need; a block grows (up to ``max_rows``)
-        while its rectangle stays within ``_PRUNE_WASTE`` times the entries its rows need."""
+        """Yield ``(rows, cols, pools)`` blocks covering the slab's entries that may matter.
+
+        Together the blocks cover every entry of the slab that may enter one of the pools;
+        each comes with the pools that may take entries from it. Rows are taken in decreasing
+        order of need; a block grows (up to ``max_rows``) while its rectangle stays within
+        ``_PRUNE_WASTE`` times the entries its rows need.
+        """
         rows = self.slabs[slab]
-        counts = self.needs(rows, pools)
+        per_pool = [self.needs(rows, pool) for pool in pools]
+        counts = torch.stack(per_pool).amax(dim=0)
+        wanted = torch.stack([c.sum(dim=1) > 0 for c in per_pool], dim=1)  # [rows, pools]
         total = counts.sum(dim=1)
         order = torch.argsort(total, descending=True)
         order = order[total[order] > 0]
-        rows, counts, total = rows[order], counts[order], total[order]
+        rows, counts, total, wanted = rows[order], counts[order], total[order], wanted[order]
         start = 0
         while start < rows.numel():
             window = counts[start : start + max_rows]
@@ -545,7 +560,10 @@ class _Pruner:
             size = torch.arange(1, window.shape[0] + 1, device=rows.device)
             fits = (size * union <= _PRUNE_WASTE * needed).nonzero()
             n_take = int(fits[-1, 0]) + 1  # size 1 always fits
-            yield rows[start : start + n_take], self.cols.take(window[:n_take].amax(dim=0))
+            takers = wanted[start : start + n_take].any(dim=0).tolist()
+            block_pools = [p for p, w in zip(pools, takers, strict=True) if w]
+            cols = self.cols.take(window[:n_take].amax(dim=0))
+            yield rows[start : start + n_take], cols, block_pools
             start += n_take
 
 
@@ -560,6 +578,10 @@ def _candidates(
     """
     tau = pool.threshold()
     if not math.isinf(tau):
+        # One read-only pass finds the few rows with a qualifying entry.
+        best = scores.amax(dim=1) if pool.largest else scores.amin(dim=1)
+        live = ((best >= tau) if pool.largest else (best <= tau)).nonzero()[:, 0]
+        scores, row_ids = scores[live], row_ids[live]
         hit = (scores >= tau) if pool.largest else (scores <= tau)
         if int(hit.sum()) <= max(4 * k, 1024):
             r, c = hit.nonzero().unbind(1)
@@ -645,11 +667,14 @@ def _pairs(
     for name, m, size in (("row_mask", row_mask, n_rows), ("col_mask", col_mask, n_cols)):
         if m is not None and tuple(m.shape) != (size,):
             raise ValueError(f"{name} must have shape [{size}], got {tuple(m.shape)}")
-    _check_same_device(left=left, right=right, row_mask=row_mask, col_mask=col_mask)
+    _check_same_device(left=left, right=right)
     _check_finite("left", left)
     _check_finite("right", right)
 
     device = left.device
+    # Masks are tiny: one built on the CPU (as TokenFilter.mask does) follows the factors.
+    row_mask = None if row_mask is None else row_mask.to(device)
+    col_mask = None if col_mask is None else col_mask.to(device)
     row_ids = torch.arange(n_rows, device=device) if row_mask is None else row_mask.nonzero()[:, 0]
     col_ids = torch.arange(n_cols, device=device) if col_mask is None else col_mask.nonzero()[:, 0]
     n_pairs = row_ids.numel() * col_ids.numel()
@@ -671,19 +696,20 @@ def _pairs(
     pools = [_PairPool(k, largest, device) for largest in sides]
     scored = 0
 
-    def score(rows: Tensor, cols: Tensor | None) -> None:
-        """Score rows x cols (positions; None = all columns) and offer them to every pool."""
+    def score(rows: Tensor, cols: Tensor | None, to: list[_PairPool]) -> None:
+        """Score rows x cols (positions; None = all columns) and offer them to pools ``to``."""
         nonlocal scored
         scores = _scores_block(lhs[rows], rhs.T if cols is None else rhs[cols].T)
         scored += scores.numel()
         block_row_ids = row_ids[rows]
         block_col_ids = col_ids if cols is None else col_ids[cols]
-        for pool in pools:
+        for pool in to:
             pool.offer(*_candidates(scores, block_row_ids, block_col_ids, pool, k, exclude_same))
 
     if not prune or lhs.shape[1] == 0:
         for start in range(0, lhs.shape[0], block_rows):
-            score(torch.arange(start, min(start + block_rows, lhs.shape[0]), device=device), None)
+            rows = torch.arange(start, min(start + block_rows, lhs.shape[0]), device=device)
+            score(rows, None, pools)
         return [pool.result(scored) for pool in pools]
 
     with single_threaded():  # small rank x rank factorisations: see tl_embspace._linalg
@@ -691,8 +717,8 @@ def _pairs(
     pruner = _Pruner(split, row_slab=_PRUNE_ROW_SLAB, col_slab=_PRUNE_COL_SLAB)
     scored += _seed(pools, pruner, lhs, rhs, row_ids, col_ids, k, exclude_same, block_rows)
     for slab in pruner.slab_order(pools):
-        for rows, cols in pruner.blocks(slab, pools, block_rows):
-            score(rows, cols)
+        for rows, cols, block_pools in pruner.blocks(slab, pools, block_rows):
+            score(rows, cols, block_pools)
     return [pool.result(scored) for pool in pools]
 
 

@@ -67,22 +67,30 @@ def _decode(tokenizer: Any, sequences: list[list[int]]) -> list[str]:
 
 def _surfaces(tokenizer: Any, ids: Sequence[int]) -> list[str | None]:
     """Surface text of each id (all < len(tokenizer)); None for ids with no token."""
-    raw = tokenizer.convert_ids_to_tokens(list(ids))
+    ids = list(ids)
+    raw = tokenizer.convert_ids_to_tokens(ids)
+    existing = [i for i, r in zip(ids, raw, strict=True) if r is not None]
     added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     anchor = _anchor(tokenizer)
-    lone = [i for i, r in zip(ids, raw) if r is not None and (anchor is None or i in added)]
-    paired = [i for i, r in zip(ids, raw) if r is not None and anchor is not None and i not in added]
-    texts: dict[int, str | None] = dict(zip(lone, _decode(tokenizer, [[i] for i in lone])))
+    # Added tokens (special or not) are shown as their content, decoded alone.
+    lone = [i for i in existing if anchor is None or i in added]
+    paired = [i for i in existing if anchor is not None and i not in added]
+    texts: dict[int, str | None] = dict(_decode_each(tokenizer, lone))
     if paired:
         # Decoders treat the first token specially (SentencePiece drops its space, WordPiece
         # keeps "##"), so decode each token after the anchor and strip the anchor's text.
         prefix = _decode(tokenizer, [[anchor]])[0]
-        for i, text in zip(paired, _decode(tokenizer, [[anchor, i] for i in paired])):
+        decoded = _decode(tokenizer, [[anchor, i] for i in paired])
+        for i, text in zip(paired, decoded, strict=True):
             texts[i] = text[len(prefix) :] if text.startswith(prefix) else None
         # A token that rewrites its left context (rare cleanup rules) gets its lone decoding.
-        odd = [i for i in paired if texts[i] is None]
-        texts.update(zip(odd, _decode(tokenizer, [[i] for i in odd])))
+        texts.update(_decode_each(tokenizer, [i for i in paired if texts[i] is None]))
     return [texts.get(i) for i in ids]
+
+
+def _decode_each(tokenizer: Any, ids: list[int]) -> list[tuple[int, str]]:
+    """(id, lone decoding) pairs."""
+    return list(zip(ids, _decode(tokenizer, [[i] for i in ids]), strict=True))
 
 
 def _surface_table(tokenizer: Any) -> tuple[str | None, ...]:
@@ -142,9 +150,9 @@ def decode_tokens(tokenizer: Any, ids: Iterable[int] | Tensor) -> list[str]:
         texts = [table[i] if 0 <= i < size else None for i in ids]
     else:
         known = sorted({i for i in ids if 0 <= i < size})
-        by_id = dict(zip(known, _surfaces(tokenizer, known)))
+        by_id = dict(zip(known, _surfaces(tokenizer, known), strict=True))
         texts = [by_id.get(i) for i in ids]
-    return [_placeholder(i) if t is None else t for i, t in zip(ids, texts)]
+    return [_placeholder(i) if t is None else t for i, t in zip(ids, texts, strict=True)]
 
 
 _WHITESPACE_SYMBOLS = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
@@ -154,11 +162,11 @@ _INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 
 
 def visible(s: str) -> str:
-    """Make whitespace and invisible characters visible, for printing tokens.
+    r"""Make whitespace and invisible characters visible, for printing tokens.
 
     Mapping: space → ``␣``, newline → ``↵``, tab → ``⇥``, carriage return → ``␍``; any other
     control, format, separator, surrogate, private-use or unassigned character (e.g. NBSP,
-    zero-width space, BOM, ``\\x00``) → an escape ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``;
+    zero-width space, BOM, ``\x00``) → an escape ``\xNN``, ``\uNNNN`` or ``\UNNNNNNNN``;
     the empty string → ``∅``. Everything else is unchanged.
 
     Args:
@@ -174,11 +182,16 @@ def visible(s: str) -> str:
         if ch in _WHITESPACE_SYMBOLS:
             out.append(_WHITESPACE_SYMBOLS[ch])
         elif unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(_escape(ord(ch)))
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 # Raw token forms that mark special tokens: "<|endoftext|>" anywhere in the vocabulary, and
