@@ -105,12 +105,10 @@ def test_copying_heads_are_visible_in_embedding_space(smollm2):
     assert best > 10 * scores.median().clamp_min(chance)
     # The measure is a property of the OV circuit: shuffling which token is "itself" kills it.
     layer_i, head = divmod(int(scores.argmax()), space.view.spec.n_heads)
-    lw = space.view.layer(layers[layer_i])
     perm = torch.randperm(space.view.spec.d_vocab, generator=torch.Generator().manual_seed(0))
     shuffled = te.EmbeddingSpace(space.view, read=space.read.matrix[:, perm], write=space.write.matrix,
                                  tokenizer=smollm2.tokenizer)
     assert copying_scores(shuffled, layers=[layers[layer_i]], n_tokens=1024)[0, head] < best / 10
-    del lw
 
 
 def _stem(token: str) -> str:

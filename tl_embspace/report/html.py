@@ -51,7 +51,7 @@ def render_job(folder: "str | Path", rows_per_table: int = 15) -> str:
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     vocab = json.loads((folder / "vocab.json").read_text())
-    prov, spec, opts = manifest["provenance"], manifest["spec"], manifest["options"]
+    prov, opts = manifest["provenance"], manifest["options"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(prov['model_name'])} in embedding space</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(prov['model_name'])} in embedding space</h1>")
     parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items()) + "</table>")
