@@ -19,11 +19,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .adapters import adapt
 from .analysis import copying_scores
@@ -43,8 +44,8 @@ def _layer_results(space: EmbeddingSpace, layer: int, *, k: int, pair_k: int, sv
     vectors: dict[str, VectorProjection] = {}
     lw = space.view.layer(layer)
     for name in VECTOR_INTERPRETERS:
-        if name == "ff_gate" and lw.W_gate is None or name.startswith("ff_") and lw.W_in is None:
-            continue
+        if (name == "ff_gate" and lw.W_gate is None) or (name.startswith("ff_") and lw.W_in is None):
+            continue  # non-gated MLP, or an attention-only layer
         vectors[name] = interpret(name, space, layer=layer, k=k, token_filter=token_filter)
         tick()
     comps = list(range(min(svd_components, spec.d_head)))
@@ -67,9 +68,7 @@ def _layer_results(space: EmbeddingSpace, layer: int, *, k: int, pair_k: int, sv
 
 
 def _concat(parts: list[VectorProjection]) -> VectorProjection:
-    import torch
-    from dataclasses import replace
-
+    """One VectorProjection of the rows of several (same interpreter, per-head calls)."""
     first = parts[0]
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
     extras = {key: sum((p.extras[key] for p in parts), []) for key in first.extras}

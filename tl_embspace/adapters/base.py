@@ -15,7 +15,7 @@ nothing here writes to the model.
 
 import functools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -467,4 +467,4 @@ def make_layer(
     )
 
 
-__all__ = ["GlobalWeights", "LayerWeights", "ModelSpec", "WeightView", "NORM_TYPES", "field"]
+__all__ = ["GlobalWeights", "LayerWeights", "ModelSpec", "WeightView", "FoldedView", "NORM_TYPES"]

@@ -4,7 +4,6 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..engine import topk_pairs_both, topk_vocab
@@ -167,4 +166,4 @@ def interpret(name: str, model_or_space: Any, **options: Any) -> Any:
     return interpreters[name](as_space(model_or_space, **space_kwargs), **options)
 
 
-__all__ = ["interpreters", "interpret", "project_vectors", "project_pairs", "select", "torch"]
+__all__ = ["interpreters", "interpret", "project_vectors", "project_pairs", "select"]
