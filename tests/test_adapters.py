@@ -177,3 +177,11 @@ def test_declared_untrained_unembedding_is_refused_as_a_basis():
     # The input embedding stays usable.
     res = te.interpret("ff_value", model, layer=0, neurons=[0], write="W_E", k=3)
     assert res.basis == "W_E^T"
+
+
+def test_views_carry_the_tokenizer_into_spaces():
+    model = tm.load("gpt2-mha-tied", "bridge")
+    folded = adapt(model).folded()
+    assert folded.tokenizer is model.tokenizer
+    res = te.interpret("ff_value", te.EmbeddingSpace(folded), layer=0, neurons=[0], k=3)
+    assert not any(t.startswith("<id ") for t in res.top_tokens(0))

@@ -140,7 +140,7 @@ class EmbeddingSpace:
             embedding: what the residual holds at layer 0); for tied models this equals ``W_U``.
         write: Basis for vectors written to the residual stream. Default ``"W_U"``.
         transport: Optional ``f(layer, vectors, side) -> vectors`` applied before the basis.
-        tokenizer: Tokenizer for token strings; defaults to ``model.tokenizer``.
+        tokenizer: Tokenizer for token strings; defaults to the model's (``view.tokenizer``).
     """
 
     def __init__(
@@ -156,9 +156,8 @@ class EmbeddingSpace:
         self.read = make_basis(self.view, read)
         self.write = make_basis(self.view, write)
         self.transport = transport
-        self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-        if self.tokenizer is None and not isinstance(model, WeightView):
-            raise BasisError("the model has no tokenizer; pass tokenizer=... to EmbeddingSpace")
+        # Without any tokenizer, results show token ids as "<id N>" and filters refuse to run.
+        self.tokenizer = tokenizer if tokenizer is not None else self.view.tokenizer
 
     @classmethod
     def paper(cls, model: Any, *, exact: bool = False, **kwargs: Any) -> "EmbeddingSpace":

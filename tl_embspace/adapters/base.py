@@ -183,9 +183,12 @@ class WeightView(ABC):
     spec: ModelSpec
     weights: str  # "raw", "tl-processed" or "folded(...)": which weights this view shows
 
-    def __init__(self, spec: ModelSpec, weights: str) -> None:
+    def __init__(self, spec: ModelSpec, weights: str, tokenizer: Any) -> None:
         self.spec = spec
         self.weights = weights
+        # The model's tokenizer travels with its weights, so a view (or a folded view) alone
+        # is enough to build an EmbeddingSpace with readable tokens.
+        self.tokenizer = tokenizer
         self._layers: dict[int, LayerWeights] = {}
 
     # -- what backends implement -------------------------------------------------------------
@@ -360,7 +363,7 @@ class FoldedView(WeightView):
         flags += ["center_unembed"] if center_unembed else []
         flags += ["fold_value_biases"] if fold_value_biases else []
         weights = base.weights if base.weights.startswith("folded") else f"folded({', '.join(flags)}) of {base.weights}"
-        super().__init__(replace(spec, ln_folded=True), weights)
+        super().__init__(replace(spec, ln_folded=True), weights, base.tokenizer)
 
     def folded(self, **kwargs: bool) -> "WeightView":
         """Already folded: folding again would change nothing, so return this view."""

@@ -45,7 +45,7 @@ class BridgeView(WeightView):
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
             is_encoder=is_encoder,
         )
-        super().__init__(spec, "tl-processed" if processed else "raw")
+        super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
 
     def _check_layout(self) -> None:

@@ -39,7 +39,7 @@ class HookedTransformerView(WeightView):
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
             is_encoder=False,
         )
-        super().__init__(spec, "tl-processed" if processed else "raw")
+        super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
 
     def _read_globals(self) -> GlobalWeights:
         m, cfg = self._model, self._model.cfg
@@ -107,7 +107,7 @@ class HookedEncoderView(WeightView):
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
             is_encoder=True,
         )
-        super().__init__(spec, "raw")
+        super().__init__(spec, "raw", model.tokenizer)
 
     def _read_globals(self) -> GlobalWeights:
         m = self._model
