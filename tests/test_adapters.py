@@ -45,7 +45,8 @@ def test_spec_declares_architecture(case, backend):
     assert spec.norm_placement == ("post" if c.family == "bert" else "pre")
     assert spec.norm_type == ("RMS" if c.family == "llama" else "LN")
     assert spec.gated_mlp == (c.family == "llama")
-    assert spec.positional == ("rotary" if c.family == "llama" else "standard")
+    assert spec.positional == ("rotary" if c.family in ("llama", "neox") else "standard")
+    assert spec.parallel_attn_mlp == (c.family == "neox")
     assert spec.ln_folded is False and spec.weights_processed is False
     assert spec.d_vocab == tm.D_VOCAB
 

@@ -27,7 +27,7 @@ class Case:
     """One tiny architecture."""
 
     name: str
-    family: str  # "llama" | "gpt2" | "bert"
+    family: str  # "llama" | "gpt2" | "neox" | "bert"
     n_heads: int = 4
     n_kv_heads: int = 4
     tied: bool = False
@@ -44,6 +44,7 @@ CASES = {
         Case("llama-mqa-tied", "llama", 4, 1, tied=True),  # MQA, tied
         Case("llama-mha-untied", "llama", 4, 4, tied=False),
         Case("gpt2-mha-tied", "gpt2", 4, 4, tied=True),  # LN, absolute positions, biases, gelu
+        Case("neox-parallel", "neox", 4, 4, tied=False),  # parallel attention/MLP, partial rotary
         Case("bert-encoder", "bert", 4, 4, tied=True),  # post-LN encoder with MLM head
     ]
 }
@@ -91,6 +92,8 @@ def hf_dir(case_name: str) -> str:
         BertForMaskedLM,
         GPT2Config,
         GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
     )
@@ -111,6 +114,19 @@ def hf_dir(case_name: str) -> str:
             rms_norm_eps=1e-5,
         )
         model = LlamaForCausalLM(cfg)
+    elif case.family == "neox":
+        cfg = GPTNeoXConfig(
+            **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=case.n_heads,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            use_parallel_residual=True,
+            rotary_pct=0.5,
+            tie_word_embeddings=False,
+        )
+        model = GPTNeoXForCausalLM(cfg)
     elif case.family == "gpt2":
         cfg = GPT2Config(**common, n_embd=32, n_layer=2, n_head=case.n_heads, n_positions=64, n_ctx=64)
         model = GPT2LMHeadModel(cfg)
@@ -161,6 +177,7 @@ def hooked(case_name: str, processed: bool = False):
         convert_bert_weights,
         convert_gpt2_weights,
         convert_llama_weights,
+        convert_neox_weights,
     )
 
     case = CASES[case_name]
@@ -168,7 +185,12 @@ def hooked(case_name: str, processed: bool = False):
     cfg_dict = loading.convert_hf_model_config(d)
     fields = HookedTransformerConfig.__dataclass_fields__
     cfg = HookedTransformerConfig(**{k: v for k, v in cfg_dict.items() if k in fields})
-    convert = {"llama": convert_llama_weights, "gpt2": convert_gpt2_weights, "bert": convert_bert_weights}
+    convert = {
+        "llama": convert_llama_weights,
+        "gpt2": convert_gpt2_weights,
+        "neox": convert_neox_weights,
+        "bert": convert_bert_weights,
+    }
     if case.family == "bert":
         # TransformerLens's BERT converter also wants the pooler and NSP head; BertForPreTraining
         # has them (random, unused here) and shares every other weight with the saved model.

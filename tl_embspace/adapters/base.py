@@ -394,7 +394,10 @@ class FoldedView(WeightView):
                 return None, b
             return _center_read(_scale_rows(w, ln_w), is_ln), _bias_through(w, ln_b, b)
 
-        mlp_ln_w, mlp_ln_b = (f["ln1_w"], f["ln1_b"]) if self.spec.parallel_attn_mlp else (f["ln2_w"], f["ln2_b"])
+        # The MLP reads ln2's output, also in parallel blocks (GPT-NeoX has its own ln2); only a
+        # parallel block without an ln2 (GPT-J on the bridge, one shared norm) reuses ln1.
+        no_ln2 = self.spec.parallel_attn_mlp and f["ln2_w"] is None
+        mlp_ln_w, mlp_ln_b = (f["ln1_w"], f["ln1_b"]) if no_ln2 else (f["ln2_w"], f["ln2_b"])
         W_Q, b_Q = read(f["W_Q"], f["ln1_w"], f["ln1_b"], f["b_Q"])
         W_Kg, b_Kg = read(f["W_K_grouped"], f["ln1_w"], f["ln1_b"], f["b_K_grouped"])
         W_Vg, b_Vg = read(f["W_V_grouped"], f["ln1_w"], f["ln1_b"], f["b_V_grouped"])

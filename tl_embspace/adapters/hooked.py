@@ -66,9 +66,9 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     b_K, b_V = (attn._b_K, attn._b_V) if grouped else (attn.b_K, attn.b_V)
     ln1_w, ln1_b = _norm_params(block.ln1, cfg.normalization_type)
     has_mlp = not cfg.attn_only
-    ln2_w, ln2_b = (
-        _norm_params(block.ln2, cfg.normalization_type) if has_mlp and not cfg.parallel_attn_mlp else (None, None)
-    )
+    # Parallel blocks too read the MLP input through ln2 (TransformerLens copies GPT-J's shared
+    # norm into it).
+    ln2_w, ln2_b = _norm_params(block.ln2, cfg.normalization_type) if has_mlp else (None, None)
     mlp = block.mlp if has_mlp else None
     return make_layer(
         layer,
