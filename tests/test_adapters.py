@@ -1,5 +1,7 @@
 """Adapters: declared facts, GQA layout, read-only guarantee, on-the-fly folding, logit lens."""
 
+import re
+
 import pytest
 import torch
 import tinymodels as tm
@@ -186,3 +188,27 @@ def test_views_carry_the_tokenizer_into_spaces():
     assert folded.tokenizer is model.tokenizer
     res = te.interpret("ff_value", te.EmbeddingSpace(folded), layer=0, neurons=[0], k=3)
     assert not any(t.startswith("<id ") for t in res.top_tokens(0))
+
+
+@pytest.mark.parametrize(
+    "overrides,architecture,match",
+    [
+        (dict(num_experts=8), "LlamaForCausalLM", "cfg.num_experts=8"),
+        (dict(normalization_type=None), "LlamaForCausalLM", "cfg.normalization_type=None"),
+        (dict(act_fn="solu_ln"), "GPT2LMHeadModel", "cfg.act_fn='solu_ln'"),
+        (dict(n_key_value_heads=3), "LlamaForCausalLM", "n_key_value_heads=3"),
+        ({}, "Gemma2ForCausalLM", "architecture='Gemma2ForCausalLM'"),
+        ({}, "DeepseekV3ForCausalLM", "latent attention"),
+    ],
+)
+def test_unsupported_configs_are_refused_naming_the_attribute(overrides, architecture, match):
+    from types import SimpleNamespace
+
+    from tl_embspace.adapters._common import check_supported
+
+    cfg = SimpleNamespace(
+        **{"num_experts": None, "normalization_type": "RMS", "act_fn": "silu", "n_heads": 4, "n_key_value_heads": 2,
+           **overrides}
+    )
+    with pytest.raises(te.UnsupportedModelError, match=re.escape(match) if "=" in match else match):
+        check_supported(cfg, architecture)
