@@ -222,21 +222,27 @@ def test_scores_vocab_is_float32_and_dense():
     assert torch.equal(scores, vectors.float() @ matrix.float() + bias)
 
 
-def test_topk_vocab_memory_is_bounded_by_chunks(monkeypatch):
-    largest_block = []
+@pytest.fixture
+def block_sizes(monkeypatch):
+    """Sizes (entries) of every score block the engine materialises, in order."""
+    sizes = []
     real = engine._scores_block
 
     def spy(a, b):
         out = real(a, b)
-        largest_block.append(out.numel())
+        sizes.append(out.numel())
         return out
 
     monkeypatch.setattr(engine, "_scores_block", spy)
+    return sizes
+
+
+def test_topk_vocab_memory_is_bounded_by_chunks(monkeypatch, block_sizes):
     monkeypatch.setattr(engine, "_MAX_BLOCK_ELEMENTS", 64 * 40)  # => 40 rows per block
     vectors, matrix = torch.randn(300, 8), torch.randn(8, 5000)
     top, _ = topk_vocab(vectors, matrix, 5, chunk_size=64)
-    assert max(largest_block) <= 40 * 64  # never the [300, 5000] product
-    assert len(largest_block) == math.ceil(300 / 40) * math.ceil(5000 / 64)
+    assert max(block_sizes) <= 40 * 64  # never the [300, 5000] product
+    assert len(block_sizes) == math.ceil(300 / 40) * math.ceil(5000 / 64)
     assert torch.equal(top.indices, (vectors @ matrix).topk(5, dim=1).indices)
 
 
@@ -432,23 +438,14 @@ def test_topk_pairs_rejects_non_finite_factors(where):
         topk_pairs(factors["left"], factors["right"], 2)
 
 
-def test_topk_pairs_memory_is_bounded_by_row_blocks(monkeypatch):
-    largest_block = []
-    real = engine._scores_block
-
-    def spy(a, b):
-        out = real(a, b)
-        largest_block.append(out.numel())
-        return out
-
-    monkeypatch.setattr(engine, "_scores_block", spy)
+def test_topk_pairs_memory_is_bounded_by_row_blocks(block_sizes):
     gen = torch.Generator().manual_seed(9)
     left = heavy_tailed_ints(gen, 700, 5)
     right = heavy_tailed_ints(gen, 600, 5)
     reference = dense_pairs_topk(left, right, 10, True)
     for prune in (False, True):
-        largest_block.clear()
+        block_sizes.clear()
         result = topk_pairs(left, right, 10, block_rows=16, prune=prune)
-        assert max(largest_block) <= 16 * 600  # never the [700, 600] product
-        assert sum(largest_block) == result.scored
+        assert max(block_sizes) <= 16 * 600  # never the [700, 600] product
+        assert sum(block_sizes) == result.scored
         assert_pairs_equal(result, reference)
