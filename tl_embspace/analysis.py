@@ -24,10 +24,7 @@ def copying_scores(
         ``[n_layers_selected, n_heads]`` float tensor of scores in [0, 1].
     """
     view, spec = space.view, space.view.spec
-    space.read.require_linear("copying_scores")
-    space.write.require_linear("copying_scores")
-    R, W = space.read.matrix, space.write.matrix
-    d_vocab = R.shape[1]
+    d_vocab = space.read.matrix.shape[1]
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randperm(d_vocab, generator=gen)[: min(n_tokens, d_vocab)].sort().values
     layers = list(range(spec.n_layers)) if layers is None else layers
@@ -35,8 +32,8 @@ def copying_scores(
     for li, layer in enumerate(layers):
         lw = view.layer(layer)
         for h in range(spec.n_heads):
-            left = R[:, tokens].T @ space.carry(lw.W_V[h].T, "read", layer).T  # [n, d_head]
-            right = W.T @ space.carry(lw.W_O[h], "write", layer).T  # [d_vocab, d_head]
+            left = space.vocab_factor(lw.W_V[h], "read", layer, tokens, purpose="copying_scores")  # [n, d_head]
+            right = space.vocab_factor(lw.W_O[h].T, "write", layer, purpose="copying_scores")  # [d_vocab, d_head]
             hits = 0
             for start in range(0, len(tokens), chunk):
                 best = (left[start : start + chunk] @ right.T).argmax(-1)

@@ -184,6 +184,29 @@ class EmbeddingSpace:
             )
         return out.float()
 
+    def vocab_factor(
+        self,
+        factor: Float[Tensor, "d_model rank"],
+        side: str,
+        layer: int | None,
+        tokens: Tensor | None = None,
+        *,
+        purpose: str = "a factored vocab x vocab circuit",
+    ) -> Float[Tensor, "d_vocab rank"]:
+        """``Bᵀ carry(factor)``: one factor of a d_model x d_model circuit, brought to the vocabulary.
+
+        A circuit ``A Bᵀ`` (e.g. ``W_V W_O`` or ``W_Q W_Kᵀ``) becomes the vocab x vocab matrix
+        ``vocab_factor(A, ...) @ vocab_factor(B, ...)ᵀ``, which is only ever used factored.
+        ``tokens`` keeps only those vocabulary rows (cheaper than computing all and indexing);
+        ``purpose`` names the caller in the error raised for a non-linear basis.
+        """
+        basis = self.basis(side)
+        basis.require_linear(purpose)
+        # Transport acts on d_model vectors: the factor's columns are such vectors.
+        columns = self.carry(factor.T, side, layer).T
+        matrix = basis.matrix if tokens is None else basis.matrix[:, tokens]
+        return matrix.T @ columns
+
     def describe(self) -> dict[str, str]:
         """Names of the bases and transport, for provenance."""
         return {

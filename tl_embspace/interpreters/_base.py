@@ -105,13 +105,8 @@ def project_pairs(
     (e.g. ``W_Q`` and ``W_K`` of a head); the vocab x vocab product is never built.
     """
     lb, rb = space.basis(left_side), space.basis(right_side)
-    lb.require_linear(interpreter)
-    rb.require_linear(interpreter)
-    # Transport acts on d_model vectors: the factor columns are such vectors.
-    left = space.carry(left.T, left_side, layer).T
-    right = space.carry(right.T, right_side, layer).T
-    left_vocab = lb.matrix.T @ left  # [d_vocab, rank]
-    right_vocab = rb.matrix.T @ right
+    left_vocab = space.vocab_factor(left, left_side, layer, purpose=interpreter)  # [d_vocab, rank]
+    right_vocab = space.vocab_factor(right, right_side, layer, purpose=interpreter)
     d_vocab = left_vocab.shape[0]
     mask = vocab_mask(space, token_filter, d_vocab)
     exclude_same = bool(token_filter is not None and token_filter.exclude_same)
