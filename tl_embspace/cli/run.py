@@ -46,7 +46,7 @@ class _DistinctLayers(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        layers = list(values) if isinstance(values, list) else [values]
+        layers: list[int] = list(values) if isinstance(values, list) else []
         repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
         if repeated:
             parser.error(f"{option_string}: layer(s) {repeated} given more than once")

@@ -86,10 +86,11 @@ def offline_guard(name: str) -> Iterator[None]:
 
 def _official_name(name: str) -> str:
     """TL's official hub id for an alias such as ``gpt2-small`` (the name itself if unknown)."""
+    # The function moved in TransformerLens 4; a type checker sees only the installed version.
     try:
-        from transformer_lens.supported_models import get_official_model_name  # TL 4
+        from transformer_lens.supported_models import get_official_model_name  # pyright: ignore
     except ImportError:
-        from transformer_lens.loading_from_pretrained import get_official_model_name  # TL 3
+        from transformer_lens.loading_from_pretrained import get_official_model_name  # pyright: ignore
     try:
         return get_official_model_name(name)
     except ValueError:

@@ -86,6 +86,7 @@ def build(
         )
     # SmolLM2's tokenizer adds no BOS and the model was trained without one (its "BOS",
     # <|im_start|>, is the chat-turn marker), so TL must not prepend one either.
-    model.cfg.default_prepend_bos = False
+    cfg: Any = model.cfg  # HookedTransformerConfig or TransformerBridgeConfig
+    cfg.default_prepend_bos = False
     declare(model, model_name=HF_ID, source=str(path), unembed_trained=True, tied_embeddings=True)
     return model

@@ -170,9 +170,8 @@ def _converted(
     ``from_pretrained`` would also set is overridden: the name, no weight initialisation (the
     weights are loaded next), device, dtype, and a context capped at :data:`HOOKED_MAX_CTX`.
     """
-    from transformer_lens import HookedTransformerConfig
-    from transformer_lens import loading_from_pretrained as loading
-
+    tl = require_hooked()
+    loading = tl.loading  # transformer_lens.loading_from_pretrained (TransformerLens 3)
     config = copy.deepcopy(hf_model.config)
     config.architectures = [architecture]
     with tempfile.TemporaryDirectory(prefix="tl-embspace-config-") as folder:
@@ -191,6 +190,6 @@ def _converted(
             device=str(device),
             dtype=dtype,
         )
-        cfg = HookedTransformerConfig.from_dict(cfg_dict)
+        cfg = tl.HookedTransformerConfig.from_dict(cfg_dict)
         state_dict = loading.get_pretrained_state_dict(folder, cfg, hf_model=hf_model, dtype=dtype)
     return cfg, state_dict
