@@ -19,12 +19,7 @@ from tl_embspace import zoo
 from tl_embspace._facts import declared
 from tl_embspace.errors import UnsupportedModelError, ZooError
 
-pytestmark = [
-    pytest.mark.real,
-    # Expected: TransformerLens cannot fold a post-norm encoder's norms, and says so when the
-    # processed MiniLM bridge is built (the adapters know; HookedEncoder refuses processing).
-    pytest.mark.filterwarnings("ignore:BertArchitectureAdapter does not support fold_ln"),
-]
+pytestmark = pytest.mark.real
 
 TOL = 1e-4
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    return", "Hello, my name is"]
