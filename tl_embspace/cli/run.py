@@ -1,0 +1,158 @@
+"""``tl-embspace run``: interpret every parameter of a model into an output folder.
+
+A thin shell over :func:`tl_embspace.job.interpret_model`. What argparse can check (positive
+counts, known bases, no repeated layer) is checked while parsing; what needs the model (whether
+each layer exists) is checked right after loading it, before any work.
+"""
+
+import argparse
+from pathlib import Path
+
+from .. import zoo
+from ..errors import InvalidArgumentError
+from ..space import BASIS_NAMES
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+WEIGHTS = ("auto", "raw", "folded")
+
+
+def positive_int(text: str) -> int:
+    """Argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def layer_index(text: str) -> int:
+    """Argparse type: a layer number, counted from 0 (no negative indexing)."""
+    return _int_at_least(text, 0, "a layer number (0 or more)")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+class _DistinctLayers(argparse.Action):
+    """Stores the layers, refusing one given twice (it would be interpreted twice)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        layers: list[int] = list(values) if isinstance(values, list) else []
+        repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+        if repeated:
+            parser.error(f"{option_string}: layer(s) {repeated} given more than once")
+        setattr(namespace, self.dest, layers)
+
+
+def add_parser(
+    subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> argparse.ArgumentParser:
+    """Declare ``run`` and its options."""
+    p = subparsers.add_parser(
+        "run",
+        help="interpret every parameter of a model into a folder",
+        description="Interpret every parameter of a model into a folder (open its index.html).",
+    )
+    default = " (default: %(default)s)"
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="offline zoo name (see `tl-embspace zoo`) or TransformerLens model name" + default,
+    )
+    p.add_argument(
+        "--backend",
+        default="bridge",
+        choices=zoo.BACKENDS,
+        help="TransformerBridge, or HookedTransformer/HookedEncoder (TransformerLens 3)" + default,
+    )
+    p.add_argument("--out", default="embspace-out", type=Path, help="output folder" + default)
+    p.add_argument("--overwrite", action="store_true", help="replace the output folder")
+    p.add_argument(
+        "--layers",
+        type=layer_index,
+        nargs="+",
+        action=_DistinctLayers,
+        metavar="LAYER",
+        help="only these layers, counted from 0 (default: all)",
+    )
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=20,
+        help="tokens kept per vector, top and bottom" + default,
+    )
+    p.add_argument(
+        "--pair-k",
+        type=positive_int,
+        default=50,
+        help="token pairs kept per head, top and bottom" + default,
+    )
+    p.add_argument(
+        "--svd-components",
+        type=positive_int,
+        default=8,
+        help="singular directions kept per head circuit and MLP matrix" + default,
+    )
+    p.add_argument(
+        "--copying-tokens",
+        type=positive_int,
+        default=2048,
+        help="tokens sampled for each OV head's copying score" + default,
+    )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        choices=WEIGHTS,
+        help="raw weights, norms folded in, or auto: folded for pre-norm models, raw for "
+        "post-norm encoders" + default,
+    )
+    p.add_argument("--read", default="W_E", choices=BASIS_NAMES, help="read-side basis" + default)
+    p.add_argument("--write", default="W_U", choices=BASIS_NAMES, help="write-side basis" + default)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, check the layers against it, and write the results."""
+    from ..adapters import adapt
+    from ..job import interpret_model
+
+    if args.out.exists() and not args.overwrite:
+        # Checked here too so that the refusal comes before the (slow) model load.
+        raise InvalidArgumentError(
+            f"{args.out} exists; choose another --out, or pass --overwrite to replace it"
+        )
+    model = zoo.load(args.model, args.backend)
+    if args.layers is not None:
+        n_layers = adapt(model).spec.n_layers
+        missing = [layer for layer in args.layers if layer >= n_layers]
+        if missing:
+            raise InvalidArgumentError(
+                f"--layers {' '.join(map(str, missing))}: {args.model} has {n_layers} layers, "
+                f"numbered 0 to {n_layers - 1}"
+            )
+    out = interpret_model(
+        model,
+        args.out,
+        k=args.k,
+        pair_k=args.pair_k,
+        svd_components=args.svd_components,
+        copying_tokens=args.copying_tokens,
+        layers=args.layers,
+        weights=args.weights,
+        read=args.read,
+        write=args.write,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {out} (open {out / 'index.html'})")
+    return 0
