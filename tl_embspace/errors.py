@@ -41,3 +41,18 @@ class VocabularyMismatchError(EmbSpaceError, ValueError):
 
 class ZooError(EmbSpaceError, RuntimeError):
     """An offline zoo model cannot be loaded (missing wheel, missing package, offline hub)."""
+
+
+class InvalidArgumentError(EmbSpaceError, ValueError):
+    """An argument has a value the function or command does not accept.
+
+    For example an unknown backend name, or a layer the loaded model does not have.
+    """
+
+
+class AtlasError(EmbSpaceError, ValueError):
+    """A folder is not a complete, readable atlas (or an atlas does not match the given weights)."""
+
+
+class OutputFolderError(EmbSpaceError, FileExistsError):
+    """An output folder cannot be written: it exists and is not a replaceable atlas."""

@@ -1,7 +1,8 @@
 """Pack a job folder's output into a golden fixture (one .npz of arrays, one .json of the rest).
 
 The committed ``job1-*.{npz,json}`` were made by the job as it was before the atlas module
-(commit 9a46c90, format "tl_embspace.job/1"), on the bridge backend, with the options below;
+(format "tl_embspace.job/1"; the job, adapters, space, interpreters and engine of commit
+9a46c90), on the bridge backend of TransformerLens 4.3, with the options below;
 ``tests/test_atlas_golden.py`` checks that the current job still writes the same results.
 Re-running this script with the current job would overwrite that reference: do not, unless
 the results are meant to change.
@@ -42,7 +43,7 @@ def pack(folder: Path, stem: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/, then the repo root
     import tinymodels as tm
 
     from tl_embspace.job import interpret_model

@@ -1,14 +1,16 @@
-"""A first human-readable page for a job folder: one self-contained HTML file.
+"""A first human-readable page for an atlas: one self-contained HTML file.
 
-Pure function of the files the job wrote (no model code): inline CSS, no CDN, every token
-HTML-escaped (display strings already have whitespace made visible), stable ordering.
+Pure function of the atlas, read through ``tl_embspace.atlas.Atlas`` (no model code): inline
+CSS, no CDN, every token HTML-escaped (display strings already have whitespace made visible),
+stable ordering.
 """
 
 import html
-import json
-from pathlib import Path
+import os
 
 import numpy as np
+
+from ..atlas import Atlas, PairTable, VectorTable
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px}
@@ -22,14 +24,13 @@ def _tok(s: str, neg: bool = False) -> str:
     return f'<span class="tok{" neg" if neg else ""}">{html.escape(s)}</span>'
 
 
-def _vector_rows(arrays, meta, vocab, name: str, limit: int, k: int = 10) -> str:
-    labels = meta["vectors"][name]["labels"]
-    top, bottom = arrays[f"{name}.top_ids"], arrays[f"{name}.bottom_ids"]
-    scores = arrays[f"{name}.top_scores"][:, 0]
+def _vector_rows(table: VectorTable, vocab: tuple[str, ...], limit: int, k: int = 10) -> str:
+    top, bottom = table.top_ids, table.bottom_ids
+    scores = table.top_scores[:, 0]
     # Show the rows whose best score is highest: the most clearly interpretable ones first.
     order = np.argsort(-scores, kind="stable")[:limit]
     rows = "".join(
-        f"<tr><td>{html.escape(labels[i])}</td><td>{scores[i]:.3g}</td>"
+        f"<tr><td>{html.escape(table.labels[i])}</td><td>{scores[i]:.3g}</td>"
         f"<td>{''.join(_tok(vocab[t]) for t in top[i][:k])}</td>"
         f"<td>{''.join(_tok(vocab[t], True) for t in bottom[i][:k])}</td></tr>"
         for i in order
@@ -37,21 +38,21 @@ def _vector_rows(arrays, meta, vocab, name: str, limit: int, k: int = 10) -> str
     return f"<table><tr><th>vector</th><th>best score</th><th>top tokens</th><th>bottom tokens</th></tr>{rows}</table>"
 
 
-def _pair_table(p: dict, limit: int = 12) -> str:
+def _pair_table(p: PairTable, limit: int = 12) -> str:
     rows = "".join(
-        f"<tr><td>{_tok(x['token_i'])}</td><td>{_tok(x['token_j'])}</td><td>{x['score']:.3g}</td></tr>"
-        for x in p["top"][:limit]
+        f"<tr><td>{_tok(x.token_i)}</td><td>{_tok(x.token_j)}</td><td>{x.score:.3g}</td></tr>"
+        for x in p.top[:limit]
     )
-    return (f"<details><summary>{html.escape(p['label'])}</summary><p>{html.escape(p['note'])}</p>"
+    return (f"<details><summary>{html.escape(p.label)}</summary><p>{html.escape(p.note)}</p>"
             f"<table><tr><th>token i</th><th>token j</th><th>score</th></tr>{rows}</table></details>")
 
 
-def render_job(folder: "str | Path", rows_per_table: int = 15) -> str:
-    """Render the job folder's results as one HTML page (returned as a string)."""
-    folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    vocab = json.loads((folder / "vocab.json").read_text())
-    prov, opts = manifest["provenance"], manifest["options"]
+def render_job(atlas: "Atlas | str | os.PathLike[str]", rows_per_table: int = 15) -> str:
+    """Render an atlas (or the atlas folder at that path) as one HTML page, returned as a string."""
+    if not isinstance(atlas, Atlas):
+        atlas = Atlas.open(atlas)
+    vocab = atlas.vocab
+    prov = atlas.provenance
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(prov['model_name'])} in embedding space</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(prov['model_name'])} in embedding space</h1>")
     parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items()) + "</table>")
@@ -60,20 +61,18 @@ def render_job(folder: "str | Path", rows_per_table: int = 15) -> str:
         f"(basis {html.escape(prov['write_basis'])}); a read-side vector's score is its dot product with "
         f"token t's embedding (basis {html.escape(prov['read_basis'])}). Rows are sorted by their best score.</p>"
     )
-    cs = manifest["copying_scores"]
-    ranked = sorted(((s, l, h) for l, row in zip(cs["layers"], cs["scores"]) for h, s in enumerate(row)), reverse=True)
-    parts.append(f"<h2>OV heads ranked by copying score</h2><p>{html.escape(cs['definition'])} ({cs['n_tokens']} tokens sampled).</p>")
+    cs = atlas.copying_scores
+    ranked = sorted(((float(s), l, h) for l, row in zip(cs.layers, cs.scores) for h, s in enumerate(row)), reverse=True)
+    parts.append(f"<h2>OV heads ranked by copying score</h2><p>{html.escape(cs.definition)} ({cs.n_tokens} tokens sampled).</p>")
     parts.append("<table><tr><th>head</th><th>copying score</th></tr>" + "".join(
         f"<tr><td>L{l}.H{h}</td><td>{s:.3f}</td></tr>" for s, l, h in ranked[:20]) + "</table>")
-    for layer in opts["layers"]:
-        with np.load(folder / f"L{layer:02d}.npz") as z:
-            arrays = {n: z[n] for n in z.files}
-        meta = json.loads((folder / f"L{layer:02d}.json").read_text())
+    for layer in atlas.layers:
+        record = atlas.layer(layer)
         parts.append(f"<h2>Layer {layer}</h2>")
-        for name in meta["vectors"]:
-            parts.append(f"<details><summary>{html.escape(name)} ({len(meta['vectors'][name]['labels'])} vectors, "
-                         f"{meta['vectors'][name]['side']} side)</summary>"
-                         + _vector_rows(arrays, meta, vocab, name, rows_per_table) + "</details>")
-        parts.append("<h3>Token pairs</h3>" + "".join(_pair_table(p) for p in meta["pairs"]))
+        for name, table in record.vectors.items():
+            parts.append(f"<details><summary>{html.escape(name)} ({len(table)} vectors, "
+                         f"{table.side} side)</summary>"
+                         + _vector_rows(table, vocab, rows_per_table) + "</details>")
+        parts.append("<h3>Token pairs</h3>" + "".join(_pair_table(p) for p in record.pairs))
     parts.append("</body></html>")
     return "\n".join(parts)
