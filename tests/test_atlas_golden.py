@@ -24,7 +24,7 @@ from make_golden import CASES, OPTIONS, pack  # noqa: E402
 # Differ from run to run (temporary model folder, timings) or between environments (versions).
 VOLATILE = {
     "provenance": ("model_name", "tl_embspace_version", "transformer_lens_version", "torch_version"),
-    "spec": ("model_name",),
+    "spec": ("model_name", "tl_version"),
 }
 
 
