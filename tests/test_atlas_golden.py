@@ -23,7 +23,12 @@ from make_golden import CASES, OPTIONS, pack  # noqa: E402
 
 # Differ from run to run (temporary model folder, timings) or between environments (versions).
 VOLATILE = {
-    "provenance": ("model_name", "tl_embspace_version", "transformer_lens_version", "torch_version"),
+    "provenance": (
+        "model_name",
+        "tl_embspace_version",
+        "transformer_lens_version",
+        "torch_version",
+    ),
     "spec": ("model_name", "tl_version"),
 }
 
@@ -38,8 +43,12 @@ def _stable(manifest: dict) -> dict:
 @pytest.fixture(scope="module", params=CASES)
 def runs(request, tmp_path_factory):
     """(golden, current) packed outputs of one case: arrays and the rest."""
-    out = interpret_model(tm.load(request.param, "bridge"), tmp_path_factory.mktemp("g") / "run",
-                          progress=False, **OPTIONS)
+    out = interpret_model(
+        tm.load(request.param, "bridge"),
+        tmp_path_factory.mktemp("g") / "run",
+        progress=False,
+        **OPTIONS,
+    )
     pack(out, out.parent / "now")
 
     def load(stem: Path) -> tuple[dict, dict]:
@@ -78,12 +87,19 @@ def test_same_labels_and_pairs(runs):
         new_layer = new["layers"][name]
         assert new_layer["vectors"] == old_layer["vectors"]  # labels, side, basis, note
         assert len(new_layer["pairs"]) == len(old_layer["pairs"])
-        for p_new, p_old in zip(new_layer["pairs"], old_layer["pairs"]):
+        for p_new, p_old in zip(new_layer["pairs"], old_layer["pairs"], strict=True):
             for which in ("top", "bottom"):
-                ids = lambda p: [(x["i"], x["j"], x["token_i"], x["token_j"]) for x in p[which]]  # noqa: E731
-                assert ids(p_new) == ids(p_old), p_old["label"]
-                np.testing.assert_allclose([x["score"] for x in p_new[which]],
-                                           [x["score"] for x in p_old[which]], rtol=1e-6, atol=1e-6)
+                new_ids, old_ids = (
+                    [(x["i"], x["j"], x["token_i"], x["token_j"]) for x in p[which]]
+                    for p in (p_new, p_old)
+                )
+                assert new_ids == old_ids, p_old["label"]
+                np.testing.assert_allclose(
+                    [x["score"] for x in p_new[which]],
+                    [x["score"] for x in p_old[which]],
+                    rtol=1e-6,
+                    atol=1e-6,
+                )
             rest = lambda p: {k: v for k, v in p.items() if k not in ("top", "bottom")}  # noqa: E731
             assert rest(p_new) == rest(p_old)
 
@@ -95,8 +111,10 @@ def test_old_format_golden_reads_through_atlas(runs, tmp_path):
     folder.mkdir()
     for name, meta in old["layers"].items():
         (folder / f"{name}.json").write_text(json.dumps(meta))
-        np.savez_compressed(folder / f"{name}.npz", **{k.split("/", 1)[1]: v
-                                                      for k, v in old_arrays.items() if k.startswith(name + "/")})
+        np.savez_compressed(
+            folder / f"{name}.npz",
+            **{k.split("/", 1)[1]: v for k, v in old_arrays.items() if k.startswith(name + "/")},
+        )
     (folder / "vocab.json").write_text(json.dumps(old["vocab"]))
     (folder / "manifest.json").write_text(json.dumps({**old["manifest"], "timings_s": {}}))
     (folder / "index.html").write_text("")

@@ -39,7 +39,9 @@ def pack(folder: Path, stem: Path) -> None:
         "vocab": json.loads((folder / "vocab.json").read_text()),
     }
     np.savez_compressed(stem.with_suffix(".npz"), **arrays)
-    stem.with_suffix(".json").write_text(json.dumps(rest, ensure_ascii=False, separators=(",", ":")))
+    stem.with_suffix(".json").write_text(
+        json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
+    )
 
 
 if __name__ == "__main__":
@@ -50,6 +52,7 @@ if __name__ == "__main__":
 
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            out = interpret_model(tm.load(case, "bridge"), Path(tmp) / "run", progress=False,
-                                  **OPTIONS)
+            out = interpret_model(
+                tm.load(case, "bridge"), Path(tmp) / "run", progress=False, **OPTIONS
+            )
             pack(out, HERE / f"job1-{case}")

@@ -130,7 +130,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if fmt not in schema.READABLE_FORMATS:
         raise AtlasError(
             f"{path} declares format {fmt!r}; this version of tl_embspace reads "
-            f"{', '.join(schema.READABLE_FORMATS)}. Re-run the job (or use the version that wrote it)"
+            f"{', '.join(schema.READABLE_FORMATS)}. "
+            "Re-run the job (or use the version of tl_embspace that wrote it)"
         )
     required = schema.MANIFEST_FIELDS + ((schema.UNEMBEDDING_HASH,) if fmt == schema.FORMAT else ())
     missing = [f for f in required if f not in manifest]
@@ -310,4 +311,6 @@ class Atlas:
 
 
 def _pair(x: dict[str, Any]) -> TokenPair:
-    return TokenPair(i=x["i"], j=x["j"], token_i=x["token_i"], token_j=x["token_j"], score=x["score"])
+    return TokenPair(
+        i=x["i"], j=x["j"], token_i=x["token_i"], token_j=x["token_j"], score=x["score"]
+    )

@@ -30,7 +30,15 @@ VOCAB = "vocab.json"
 REPORT = "index.html"
 
 #: Manifest fields every readable atlas has; ``FORMAT`` adds ``UNEMBEDDING_HASH``.
-MANIFEST_FIELDS = ("format", "provenance", "spec", "options", "copying_scores", "timings_s", "files")
+MANIFEST_FIELDS = (
+    "format",
+    "provenance",
+    "spec",
+    "options",
+    "copying_scores",
+    "timings_s",
+    "files",
+)
 UNEMBEDDING_HASH = "unembedding_hash"
 
 #: The four ``[n, k]`` arrays of every vector interpreter, and their dtypes on disk.
@@ -45,6 +53,7 @@ EXTRA = "extra"
 COPYING_DEFINITION = (
     "fraction of sampled tokens t whose top promoted token under the head's OV circuit is t"
 )
+
 
 def layer_arrays_file(layer: int) -> str:
     """Name of a layer's array file, e.g. ``L03.npz``."""

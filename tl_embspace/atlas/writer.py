@@ -150,7 +150,8 @@ class AtlasWriter:
             d = p.to_dict()
             d.pop("provenance")  # the manifest holds it once
             meta["pairs"].append(d)
-        np.savez_compressed(self._folder / schema.layer_arrays_file(layer), **arrays)
+        path = self._folder / schema.layer_arrays_file(layer)
+        np.savez_compressed(path, allow_pickle=False, **arrays)
         self._write_text(schema.layer_meta_file(layer), json.dumps(meta, ensure_ascii=False))
 
     def finish(
@@ -169,7 +170,9 @@ class AtlasWriter:
 
         Args:
             vocab: Display string of every token id.
-            provenance, spec, options: Plain dicts (``asdict`` of Provenance and ModelSpec).
+            provenance: ``asdict`` of the results' ``Provenance``.
+            spec: ``asdict`` of the model's ``ModelSpec``.
+            options: The job's options (must hold ``layers``, ``weights`` and ``write``).
             copying_scores: ``(layers, scores [n_layers, n_heads], n_tokens)``.
             timings: Seconds per stage.
             unembedding_hash: ``schema.unembedding_hash`` of the write basis.

@@ -12,12 +12,15 @@ import numpy as np
 
 from ..atlas import Atlas, PairTable, VectorTable
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}
-th{background:#f4f4f4}.tok{font-family:monospace;background:#eef;border-radius:3px;padding:0 2px;margin:1px;display:inline-block}
-.neg{background:#fee}details{margin:.3em 0}code{background:#f4f4f4}
-"""
+CSS = (
+    "\nbody{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px}\n"
+    "table{border-collapse:collapse;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}\n"
+    "th{background:#f4f4f4}"
+    ".tok{font-family:monospace;background:#eef;border-radius:3px;padding:0 2px;margin:1px;"
+    "display:inline-block}\n"
+    ".neg{background:#fee}details{margin:.3em 0}code{background:#f4f4f4}\n"
+)
 
 
 def _tok(s: str, neg: bool = False) -> str:
@@ -35,7 +38,8 @@ def _vector_rows(table: VectorTable, vocab: tuple[str, ...], limit: int, k: int 
         f"<td>{''.join(_tok(vocab[t], True) for t in bottom[i][:k])}</td></tr>"
         for i in order
     )
-    return f"<table><tr><th>vector</th><th>best score</th><th>top tokens</th><th>bottom tokens</th></tr>{rows}</table>"
+    head = "<tr><th>vector</th><th>best score</th><th>top tokens</th><th>bottom tokens</th></tr>"
+    return f"<table>{head}{rows}</table>"
 
 
 def _pair_table(p: PairTable, limit: int = 12) -> str:
@@ -43,8 +47,10 @@ def _pair_table(p: PairTable, limit: int = 12) -> str:
         f"<tr><td>{_tok(x.token_i)}</td><td>{_tok(x.token_j)}</td><td>{x.score:.3g}</td></tr>"
         for x in p.top[:limit]
     )
-    return (f"<details><summary>{html.escape(p.label)}</summary><p>{html.escape(p.note)}</p>"
-            f"<table><tr><th>token i</th><th>token j</th><th>score</th></tr>{rows}</table></details>")
+    return (
+        f"<details><summary>{html.escape(p.label)}</summary><p>{html.escape(p.note)}</p>"
+        f"<table><tr><th>token i</th><th>token j</th><th>score</th></tr>{rows}</table></details>"
+    )
 
 
 def render_job(atlas: "Atlas | str | os.PathLike[str]", rows_per_table: int = 15) -> str:
@@ -53,26 +59,54 @@ def render_job(atlas: "Atlas | str | os.PathLike[str]", rows_per_table: int = 15
         atlas = Atlas.open(atlas)
     vocab = atlas.vocab
     prov = atlas.provenance
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(prov['model_name'])} in embedding space</title><style>{CSS}</style></head><body>"]
-    parts.append(f"<h1>{html.escape(prov['model_name'])} in embedding space</h1>")
-    parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items()) + "</table>")
+    title = f"{html.escape(prov['model_name'])} in embedding space"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{CSS}</style></head><body>"
+    ]
+    parts.append(f"<h1>{title}</h1>")
+    parts.append(
+        "<table>"
+        + "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in prov.items()
+        )
+        + "</table>"
+    )
     parts.append(
         "<p>Scores: a write-side vector's score for token t is the logit it adds to t "
-        f"(basis {html.escape(prov['write_basis'])}); a read-side vector's score is its dot product with "
-        f"token t's embedding (basis {html.escape(prov['read_basis'])}). Rows are sorted by their best score.</p>"
+        f"(basis {html.escape(prov['write_basis'])}); a read-side vector's score is its dot "
+        f"product with token t's embedding (basis {html.escape(prov['read_basis'])}). "
+        "Rows are sorted by their best score.</p>"
     )
     cs = atlas.copying_scores
-    ranked = sorted(((float(s), l, h) for l, row in zip(cs.layers, cs.scores) for h, s in enumerate(row)), reverse=True)
-    parts.append(f"<h2>OV heads ranked by copying score</h2><p>{html.escape(cs.definition)} ({cs.n_tokens} tokens sampled).</p>")
-    parts.append("<table><tr><th>head</th><th>copying score</th></tr>" + "".join(
-        f"<tr><td>L{l}.H{h}</td><td>{s:.3f}</td></tr>" for s, l, h in ranked[:20]) + "</table>")
+    ranked = sorted(
+        (
+            (float(s), layer, h)
+            for layer, row in zip(cs.layers, cs.scores, strict=True)
+            for h, s in enumerate(row)
+        ),
+        reverse=True,
+    )
+    parts.append(
+        "<h2>OV heads ranked by copying score</h2>"
+        f"<p>{html.escape(cs.definition)} ({cs.n_tokens} tokens sampled).</p>"
+    )
+    parts.append(
+        "<table><tr><th>head</th><th>copying score</th></tr>"
+        + "".join(f"<tr><td>L{ly}.H{h}</td><td>{s:.3f}</td></tr>" for s, ly, h in ranked[:20])
+        + "</table>"
+    )
     for layer in atlas.layers:
         record = atlas.layer(layer)
         parts.append(f"<h2>Layer {layer}</h2>")
         for name, table in record.vectors.items():
-            parts.append(f"<details><summary>{html.escape(name)} ({len(table)} vectors, "
-                         f"{table.side} side)</summary>"
-                         + _vector_rows(table, vocab, rows_per_table) + "</details>")
+            parts.append(
+                f"<details><summary>{html.escape(name)} ({len(table)} vectors, "
+                f"{table.side} side)</summary>"
+                + _vector_rows(table, vocab, rows_per_table)
+                + "</details>"
+            )
         parts.append("<h3>Token pairs</h3>" + "".join(_pair_table(p) for p in record.pairs))
     parts.append("</body></html>")
     return "\n".join(parts)
