@@ -7,19 +7,17 @@ token ids, labels and pairs, and scores equal up to float32 rounding; only the f
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tinymodels as tm
+from golden.make_golden import CASES, OPTIONS, pack
 
 from tl_embspace.atlas import FORMAT, Atlas
 from tl_embspace.job import interpret_model
 
 GOLDEN = Path(__file__).parent / "golden"
-sys.path.insert(0, str(GOLDEN))
-from make_golden import CASES, OPTIONS, pack  # noqa: E402
 
 # Differ from run to run (temporary model folder, timings) or between environments (versions).
 VOLATILE = {
