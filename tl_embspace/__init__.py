@@ -13,11 +13,15 @@ Quick start::
 from importlib.metadata import PackageNotFoundError, version
 
 from .adapters import LayerWeights, ModelSpec, WeightView, adapt
+from .atlas import Atlas
 from .errors import (
+    AtlasError,
     BasisError,
     EmbSpaceError,
     FilterError,
+    InvalidArgumentError,
     MissingWeightError,
+    OutputFolderError,
     RegistryError,
     UnsupportedModelError,
     VocabularyMismatchError,
@@ -58,6 +62,7 @@ __all__ = [
     "VectorProjection",
     "PairProjection",
     "Provenance",
+    "Atlas",
     "EmbSpaceError",
     "UnsupportedModelError",
     "MissingWeightError",
@@ -66,5 +71,8 @@ __all__ = [
     "RegistryError",
     "VocabularyMismatchError",
     "ZooError",
+    "InvalidArgumentError",
+    "AtlasError",
+    "OutputFolderError",
     "__version__",
 ]

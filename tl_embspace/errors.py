@@ -48,3 +48,11 @@ class InvalidArgumentError(EmbSpaceError, ValueError):
 
     For example an unknown backend name, or a layer the loaded model does not have.
     """
+
+
+class AtlasError(EmbSpaceError, ValueError):
+    """A folder is not a complete, readable atlas (or an atlas does not match the given weights)."""
+
+
+class OutputFolderError(EmbSpaceError, FileExistsError):
+    """An output folder cannot be written: it exists and is not a replaceable atlas."""

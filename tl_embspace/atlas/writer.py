@@ -1,0 +1,227 @@
+"""The only code that writes an atlas folder.
+
+An atlas is written into a temporary folder beside its target and swapped into place only when
+complete: the old atlas (if any) is renamed aside, the new one renamed into place, then the old
+one deleted. On any failure, a KeyboardInterrupt included, the partial folder is removed and the
+previous atlas is left as it was. Only a folder that holds a complete atlas (and nothing else),
+or an empty folder, is ever replaced; anything else is refused with ``OutputFolderError``.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AtlasError, OutputFolderError
+from ..results import PairProjection, VectorProjection
+from . import schema
+from .reader import Atlas, read_manifest
+
+
+def _refuse(out: Path, why: str) -> OutputFolderError:
+    return OutputFolderError(
+        f"refusing to write the atlas into {out}: {why}. Choose another output folder "
+        "(a new one, an empty one, or one holding an atlas, with overwrite=True / --overwrite)"
+    )
+
+
+def check_output_folder(out: "str | os.PathLike[str]", *, overwrite: bool) -> Path:
+    """Check that an atlas may be written to ``out``; return it as a Path.
+
+    ``out`` may be a path that does not exist yet; with ``overwrite``, also an empty folder or
+    a folder that holds a complete atlas of a readable format and no other file. Call it before
+    any slow work (the job and the command line do), so a refusal comes at once.
+
+    Raises:
+        OutputFolderError: ``out`` exists and may not be replaced (a ``FileExistsError``): it is
+            a file or a link, the current folder or one of its parents, the home folder, holds
+            files that are not an atlas's, or ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise _refuse(out, "it is a symbolic link")
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise _refuse(out, "it is a file, not a folder")
+    resolved = out.resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise _refuse(out, "it is the current folder or one of its parents")
+    if resolved == home or resolved in home.parents or resolved.parent == resolved:
+        raise _refuse(out, "it is the home folder, a parent of it, or a filesystem root")
+    if not overwrite:
+        raise _refuse(out, "it exists and overwrite=True (--overwrite) was not given")
+    present = {p.name for p in out.iterdir()}
+    if not present:
+        return out
+    try:
+        listed = set(read_manifest(out)["files"])
+    except AtlasError as e:
+        raise _refuse(out, f"it is not an atlas ({e}); its files are left untouched") from e
+    if present != listed:
+        missing, extra = sorted(listed - present), sorted(present - listed)
+        raise _refuse(
+            out,
+            f"it is not exactly an atlas (missing: {missing or 'none'}; files the atlas does not "
+            f"list: {extra or 'none'}); its files are left untouched",
+        )
+    return out
+
+
+def _umask() -> int:
+    # The only portable way to read the umask is to set it and put it back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class AtlasWriter:
+    """Write one atlas. Use as a context manager; the atlas appears at ``out`` on a clean exit.
+
+    Example::
+
+        with AtlasWriter(out, overwrite=False) as w:
+            for layer in layers:
+                w.write_layer(layer, vectors, pairs)
+            w.finish(vocab=..., provenance=..., spec=..., options=..., copying_scores=...,
+                     timings=..., unembedding_hash=..., report=render_job)
+
+    Args:
+        out: The atlas folder (see ``check_output_folder``; checked at construction and again
+            just before the swap).
+        overwrite: Allow replacing an existing atlas (or using an existing empty folder).
+    """
+
+    def __init__(self, out: "str | os.PathLike[str]", *, overwrite: bool = False) -> None:
+        self.out = check_output_folder(out, overwrite=overwrite)
+        self.overwrite = overwrite
+        self._tmp: Path | None = None
+        self._finished = False
+
+    def __enter__(self) -> "AtlasWriter":
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        # mkdtemp makes the folder private (0700); an atlas is an ordinary output folder.
+        os.chmod(tmp, 0o777 & ~_umask())
+        self._tmp = tmp
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        tmp = self._tmp
+        assert tmp is not None, "AtlasWriter is used as a context manager"
+        try:
+            if exc_type is None:
+                self._swap(tmp)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @property
+    def _folder(self) -> Path:
+        if self._tmp is None:
+            raise AtlasError("AtlasWriter writes only inside its `with` block")
+        return self._tmp
+
+    def write_layer(
+        self, layer: int, vectors: dict[str, VectorProjection], pairs: Sequence[PairProjection]
+    ) -> None:
+        """Write one layer's vector tables (arrays + labels) and pair tables."""
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"layer": layer, "vectors": {}, "pairs": []}
+        for name, r in vectors.items():
+            for field, dtype in schema.VECTOR_ARRAYS.items():
+                arrays[schema.array_name(name, field)] = getattr(r, field).numpy().astype(dtype)
+            for key, col in r.extras.items():
+                arrays[schema.extra_name(name, key)] = np.asarray(col)
+            meta["vectors"][name] = {
+                "labels": list(r.labels),
+                "side": r.side,
+                "basis": r.basis,
+                "note": r.note,
+            }
+        for p in pairs:
+            d = p.to_dict()
+            d.pop("provenance")  # the manifest holds it once
+            meta["pairs"].append(d)
+        path = self._folder / schema.layer_arrays_file(layer)
+        np.savez_compressed(path, allow_pickle=False, **arrays)
+        self._write_text(schema.layer_meta_file(layer), json.dumps(meta, ensure_ascii=False))
+
+    def finish(
+        self,
+        *,
+        vocab: Sequence[str],
+        provenance: dict[str, Any],
+        spec: dict[str, Any],
+        options: dict[str, Any],
+        copying_scores: tuple[Sequence[int], Any, int],
+        timings: dict[str, Any],
+        unembedding_hash: str,
+        report: Callable[[Atlas], str] | None = None,
+    ) -> None:
+        """Write the vocabulary, the manifest and (if ``report`` is given) ``index.html``.
+
+        Args:
+            vocab: Display string of every token id.
+            provenance: ``asdict`` of the results' ``Provenance``.
+            spec: ``asdict`` of the model's ``ModelSpec``.
+            options: The job's options (must hold ``layers``, ``weights`` and ``write``).
+            copying_scores: ``(layers, scores [n_layers, n_heads], n_tokens)``.
+            timings: Seconds per stage.
+            unembedding_hash: ``schema.unembedding_hash`` of the write basis.
+            report: Renders the finished atlas as an HTML page (``tl_embspace.report``).
+        """
+        folder = self._folder
+        self._write_text(schema.VOCAB, json.dumps(list(vocab), ensure_ascii=False))
+        layers, scores, n_tokens = copying_scores
+        written = [p.name for p in folder.iterdir()] + [schema.MANIFEST]
+        manifest = {
+            "format": schema.FORMAT,
+            "provenance": provenance,
+            "spec": spec,
+            "options": options,
+            "copying_scores": {
+                "layers": list(layers),
+                "scores": np.asarray(scores).tolist(),
+                "n_tokens": n_tokens,
+                "definition": schema.COPYING_DEFINITION,
+            },
+            "timings_s": timings,
+            "files": sorted(written + ([schema.REPORT] if report is not None else [])),
+            schema.UNEMBEDDING_HASH: unembedding_hash,
+        }
+        self._write_text(schema.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+        if report is not None:
+            # Rendered from the files just written, through the reader, like any later reader.
+            self._write_text(schema.REPORT, report(Atlas(folder, manifest)))
+        self._finished = True
+
+    def _write_text(self, name: str, text: str) -> None:
+        (self._folder / name).write_text(text, encoding="utf-8")
+
+    def _swap(self, tmp: Path) -> None:
+        if not self._finished:
+            raise AtlasError("AtlasWriter.finish() was not called; the atlas was not written")
+        # Checked again: the folder may have changed while the atlas was being computed.
+        out = check_output_folder(self.out, overwrite=self.overwrite)
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}" if out.exists() else None
+        moved_aside = False
+        try:
+            if old is not None:
+                os.rename(out, old)
+                moved_aside = True
+            os.rename(tmp, out)
+        except BaseException:
+            if moved_aside:
+                assert old is not None
+                os.rename(old, out)
+            raise
+        if old is not None:
+            shutil.rmtree(old)
