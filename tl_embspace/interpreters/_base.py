@@ -165,7 +165,7 @@ def as_space(source: Source, **basis: Any) -> EmbeddingSpace:
     return EmbeddingSpace(source, **basis)
 
 
-def select(indices: Selection, size: int, what: str) -> list[int]:
+def select(indices: Any, size: int, what: str) -> list[int]:
     """Normalise an index selection (None = all) to distinct ids in ``[0, size)``.
 
     Negative ids count from the end. Bools, boolean masks, floats and strings are refused rather
@@ -204,10 +204,10 @@ def select(indices: Selection, size: int, what: str) -> list[int]:
     return out
 
 
-def select_one(index: int, size: int, what: str) -> int:
+def select_one(index: Any, size: int, what: str) -> int:
     """One integer id in ``[0, size)`` (negative counts from the end); see :func:`select`."""
     if isinstance(index, Tensor) and index.ndim == 0:
-        index = index.item()  # type: ignore[assignment]
+        index = index.item()
     if isinstance(index, (bool, str, bytes)) or not isinstance(index, numbers.Integral):
         raise OptionError(f"{what} must be one int, got {index!r} ({type(index).__name__})")
     (out,) = select(index, size, what)
