@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._linalg import single_threaded
 from ._types import BasisMatrix, Vectors, VocabMask, VocabScores
-from .errors import FilterError
+from .errors import FilterError, InvalidArgumentError, OptionError
 
 # Largest score block (rows x vocabulary columns) that topk_vocab materialises at once:
 # 2**25 float32 entries = 128 MiB, e.g. 4096 rows x 8192 tokens.
@@ -77,14 +77,14 @@ class PairTopK:
 
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
+        raise OptionError(f"k must be an int, got {type(k).__name__}")
     if k <= 0:
-        raise ValueError(f"k must be positive, got k={k}")
+        raise InvalidArgumentError(f"k must be positive, got k={k}")
 
 
 def _check_finite(name: str, tensor: Tensor) -> None:
     if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} contains NaN or infinite values; scores would be meaningless. "
             f"Check the weights (e.g. an overflowed float16 cast) before ranking."
         )
@@ -93,7 +93,7 @@ def _check_finite(name: str, tensor: Tensor) -> None:
 def _check_same_device(**tensors: Tensor | None) -> None:
     devices = {name: t.device for name, t in tensors.items() if t is not None}
     if len(set(devices.values())) > 1:
-        raise ValueError(f"tensors are on different devices: {devices}; move them to one device")
+        raise InvalidArgumentError(f"tensors are on different devices: {devices}; move them to one device")
 
 
 def _rank_order(values: Tensor, ids: Tensor, largest: bool) -> Tensor:
@@ -207,16 +207,16 @@ def topk_vocab(
     """
     _check_k(k)
     if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        raise InvalidArgumentError(f"chunk_size must be positive, got {chunk_size}")
     if vectors.ndim != 2 or matrix.ndim != 2 or vectors.shape[1] != matrix.shape[0]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"expected vectors [n, d_model] and matrix [d_model, d_vocab], got "
             f"{tuple(vectors.shape)} and {tuple(matrix.shape)}"
         )
     d_vocab = matrix.shape[1]
     for name, extra in (("bias", bias), ("mask", mask)):
         if extra is not None and tuple(extra.shape) != (d_vocab,):
-            raise ValueError(f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}")
+            raise InvalidArgumentError(f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}")
     _check_same_device(vectors=vectors, matrix=matrix, bias=bias)
     _check_finite("vectors", vectors)
     _check_finite("matrix", matrix)
@@ -652,21 +652,21 @@ def _pairs(
     """Shared implementation: one pass over blocks of rows feeds one pool per side."""
     _check_k(k)
     if block_rows <= 0:
-        raise ValueError(f"block_rows must be positive, got {block_rows}")
+        raise InvalidArgumentError(f"block_rows must be positive, got {block_rows}")
     if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"expected left [n_rows, rank] and right [n_cols, rank], got "
             f"{tuple(left.shape)} and {tuple(right.shape)}"
         )
     n_rows, n_cols = left.shape[0], right.shape[0]
     if exclude_same and n_rows != n_cols:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"exclude_same drops pairs (t, t), which needs one vocabulary on both sides, but "
             f"left has {n_rows} rows and right has {n_cols}"
         )
     for name, m, size in (("row_mask", row_mask, n_rows), ("col_mask", col_mask, n_cols)):
         if m is not None and tuple(m.shape) != (size,):
-            raise ValueError(f"{name} must have shape [{size}], got {tuple(m.shape)}")
+            raise InvalidArgumentError(f"{name} must have shape [{size}], got {tuple(m.shape)}")
     _check_same_device(left=left, right=right)
     _check_finite("left", left)
     _check_finite("right", right)

@@ -56,3 +56,15 @@ class AtlasError(EmbSpaceError, ValueError):
 
 class OutputFolderError(EmbSpaceError, FileExistsError):
     """An output folder cannot be written: it exists and is not a replaceable atlas."""
+
+
+class OptionError(EmbSpaceError, TypeError):
+    """An option a function does not take, a missing required one, or one of the wrong type.
+
+    For example ``interpret("ff_value", model, layr=3)``: the message lists the valid options and
+    suggests the closest spelling; or ``neurons=[1.5]`` (indices must be ints).
+    """
+
+
+class SelectionError(EmbSpaceError, IndexError):
+    """An index (layer, head, neuron, component, token id) outside the range the model has."""

@@ -63,3 +63,7 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)
+
+    def values(self) -> list[T]:
+        """Registered objects in registration order (stable: replacing keeps the position)."""
+        return list(self._items.values())

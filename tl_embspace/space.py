@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ._linalg import single_threaded
 from .adapters import WeightView, adapt
-from .errors import BasisError
+from .errors import BasisError, InvalidArgumentError
 
 Transport = Callable[[int, Tensor, str], Tensor]
 
@@ -168,7 +168,7 @@ class EmbeddingSpace:
     def basis(self, side: str) -> Basis:
         """The basis of ``side`` ("read" or "write")."""
         if side not in ("read", "write"):
-            raise ValueError(f"side must be 'read' or 'write', got {side!r}")
+            raise InvalidArgumentError(f"side must be 'read' or 'write', got {side!r}")
         return self.read if side == "read" else self.write
 
     def carry(self, vectors: Tensor, side: str, layer: int | None) -> Tensor:

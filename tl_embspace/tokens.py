@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ._types import Bool
-from .errors import FilterError
+from .errors import FilterError, InvalidArgumentError
 
 # tokenizer -> (len(tokenizer) when decoded, surface text of ids 0..len-1); weak so that a
 # discarded tokenizer frees its strings. Keyed by length too: add_tokens() invalidates it.
@@ -140,7 +140,7 @@ def decode_tokens(tokenizer: Any, ids: Iterable[int] | Tensor) -> list[str]:
     """
     if isinstance(ids, Tensor):
         if ids.ndim > 1:
-            raise ValueError(f"decode_tokens takes a 1-D list of ids, got shape {tuple(ids.shape)}")
+            raise InvalidArgumentError(f"decode_tokens takes a 1-D list of ids, got shape {tuple(ids.shape)}")
         ids = ids.reshape(-1).tolist()
     ids = [int(i) for i in ids]
     size = len(tokenizer)

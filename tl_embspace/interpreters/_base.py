@@ -1,23 +1,27 @@
-"""The interpreter registry and the shared projection step every interpreter ends with."""
+"""The shared steps of every interpreter: the space it reads, index selection, projection."""
 
+import difflib
+import numbers
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeAlias
 
+import torch
 from torch import Tensor
 
 from ..engine import topk_pairs_both, topk_vocab
-from ..errors import FilterError
-from ..registry import Registry
+from ..errors import FilterError, InvalidArgumentError, OptionError, SelectionError
 from ..results import PairProjection, Provenance, VectorProjection
 from ..space import EmbeddingSpace
-from ..tokens import TokenFilter, vocab_strings, visible
+from ..tokens import TokenFilter, visible, vocab_strings
+from .spec import BASIS_OPTIONS
 
-Interpreter = Callable[..., Any]
+#: What every interpreter reads: a TransformerLens model, a ``WeightView`` or an
+#: ``EmbeddingSpace`` (see :func:`as_space`).
+Source: TypeAlias = Any
 
-#: Name-keyed registry of interpreters. Third-party code registers with
-#: ``@interpreters.register("my_name")`` on a function ``f(space, **options) -> result``.
-interpreters: Registry[Interpreter] = Registry("interpreter")
+#: An index selection: one id, a sequence or 1-D integer tensor of ids, or None for all.
+Selection: TypeAlias = int | Sequence[int] | Tensor | None
 
 
 _DISPLAY: "weakref.WeakKeyDictionary[Any, dict[int, tuple[str, ...]]]" = weakref.WeakKeyDictionary()
@@ -38,7 +42,9 @@ def display_vocab(space: EmbeddingSpace, d_vocab: int) -> tuple[str, ...]:
     return per_size[d_vocab]
 
 
-def vocab_mask(space: EmbeddingSpace, token_filter: TokenFilter | None, d_vocab: int) -> Tensor | None:
+def vocab_mask(
+    space: EmbeddingSpace, token_filter: TokenFilter | None, d_vocab: int
+) -> Tensor | None:
     """Boolean allowed-token mask of ``token_filter`` (None when there is no filter)."""
     if token_filter is None:
         return None
@@ -61,7 +67,7 @@ def project_vectors(
     note: str = "",
     chunk_size: int = 8192,
 ) -> VectorProjection:
-    """Score ``vectors [n, d_model]`` against the vocabulary with ``side``'s basis; keep top/bottom k."""
+    """Score ``vectors [n, d_model]`` with ``side``'s basis; keep the top and bottom k tokens."""
     basis = space.basis(side)
     x = basis.prepare(space.carry(vectors, side, layer))
     d_vocab = basis.matrix.shape[1]
@@ -128,37 +134,110 @@ def project_pairs(
     )
 
 
-def as_space(model_or_space: Any, **space_kwargs: Any) -> EmbeddingSpace:
-    """An EmbeddingSpace from a model/view (with ``space_kwargs``) or the given space."""
-    if isinstance(model_or_space, EmbeddingSpace):
-        if space_kwargs:
-            raise TypeError(f"pass either an EmbeddingSpace or basis options, not both: {sorted(space_kwargs)}")
-        return model_or_space
-    return EmbeddingSpace(model_or_space, **space_kwargs)
+def as_space(source: Source, **basis: Any) -> EmbeddingSpace:
+    """The :class:`EmbeddingSpace` an interpreter reads: ``source`` itself, or one built from it.
+
+    Args:
+        source: A TransformerLens model, a ``WeightView`` (e.g. ``adapt(model).folded()``) or an
+            ``EmbeddingSpace`` (used as is).
+        **basis: ``read=``, ``write=``, ``transport=``, ``tokenizer=`` for the space built from a
+            model or view (see :class:`EmbeddingSpace`); refused with a ready-made space.
+
+    Raises:
+        OptionError: an unknown basis option, or basis options together with a space.
+    """
+    unknown = [key for key in basis if key not in BASIS_OPTIONS]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, BASIS_OPTIONS, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise OptionError(
+            f"unknown option(s) {', '.join(hints)}; basis options are {', '.join(BASIS_OPTIONS)}"
+        )
+    if isinstance(source, EmbeddingSpace):
+        if basis:
+            raise OptionError(
+                f"pass either an EmbeddingSpace or basis options, not both: {sorted(basis)}; "
+                "build the space with those options instead"
+            )
+        return source
+    return EmbeddingSpace(source, **basis)
 
 
-def select(indices: "int | Sequence[int] | Tensor | None", size: int, what: str) -> list[int]:
-    """Normalise an index selection (None = all) and check its range."""
+def select(indices: Any, size: int, what: str) -> list[int]:
+    """Normalise an index selection (None = all) to distinct ids in ``[0, size)``.
+
+    Negative ids count from the end. Bools, boolean masks, floats and strings are refused rather
+    than coerced (``True`` would silently mean id 1, ``1.5`` id 1), and so are duplicates.
+
+    Raises:
+        OptionError: a bool, a boolean mask, a float or another non-integer.
+        InvalidArgumentError: the same id twice.
+        SelectionError: an id out of range.
+    """
     if indices is None:
         return list(range(size))
-    if isinstance(indices, int):
-        indices = [indices]
-    out = [int(i) for i in (indices.tolist() if isinstance(indices, Tensor) else indices)]
+    if isinstance(indices, Tensor):
+        if indices.dtype == torch.bool:
+            raise OptionError(
+                f"{what} must be integer ids, not a boolean mask; pass mask.nonzero().flatten()"
+            )
+        if indices.is_floating_point() or indices.is_complex() or indices.ndim > 1:
+            raise OptionError(
+                f"{what} must be an int or a 1-D tensor of integer ids, got a "
+                f"{indices.dtype} tensor of shape {tuple(indices.shape)}"
+            )
+        items: list[Any] = indices.reshape(-1).tolist()
+    elif isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        items = [indices]
+    else:
+        items = list(indices)
+    out = [_as_index(i, what) for i in items]
     bad = [i for i in out if not -size <= i < size]
     if bad:
-        raise IndexError(f"{what} {bad} out of range (there are {size})")
-    return [i % size for i in out]
+        raise SelectionError(f"{what} {bad} out of range (there are {size})")
+    out = [i % size for i in out]
+    dupes = sorted({i for i in out if out.count(i) > 1})
+    if dupes:
+        raise InvalidArgumentError(f"{what} selects {dupes} more than once; pass each id once")
+    return out
 
 
-def interpret(name: str, model_or_space: Any, **options: Any) -> Any:
-    """Run the interpreter ``name`` on a model, weight view or EmbeddingSpace.
+def select_one(index: Any, size: int, what: str) -> int:
+    """One integer id in ``[0, size)`` (negative counts from the end); see :func:`select`."""
+    if isinstance(index, Tensor) and index.ndim == 0:
+        index = index.item()
+    if isinstance(index, (bool, str, bytes)) or not isinstance(index, numbers.Integral):
+        raise OptionError(f"{what} must be one int, got {index!r} ({type(index).__name__})")
+    (out,) = select(index, size, what)
+    return out
 
-    Basis options (``read=``, ``write=``, ``transport=``, ``tokenizer=``) build the space when a
-    model is passed; the other options go to the interpreter.
-    """
-    space_keys = {"read", "write", "transport", "tokenizer"}
-    space_kwargs = {k: options.pop(k) for k in list(options) if k in space_keys}
-    return interpreters[name](as_space(model_or_space, **space_kwargs), **options)
+
+def _as_index(i: Any, what: str) -> int:
+    # bool is an int subclass: True would silently mean id 1.
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise OptionError(
+            f"{what} must be integer ids, got {i!r} ({type(i).__name__}); "
+            "bools, floats and strings are not indices"
+        )
+    return int(i)
 
 
-__all__ = ["interpreters", "interpret", "project_vectors", "project_pairs", "select"]
+def check_layer(space: EmbeddingSpace, layer: int) -> int:
+    """``layer`` checked and normalised against the model's number of layers."""
+    return select_one(layer, space.view.spec.n_layers, "layer")
+
+
+__all__ = [
+    "Source",
+    "Selection",
+    "as_space",
+    "check_layer",
+    "display_vocab",
+    "project_pairs",
+    "project_vectors",
+    "select",
+    "select_one",
+    "vocab_mask",
+]

@@ -9,15 +9,18 @@ perturbations, so individual vectors are not meaningful there.
 """
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._linalg import single_threaded
+from ..errors import InvalidArgumentError, MissingWeightError
 from ..results import VectorProjection
 from ..space import EmbeddingSpace
 from ..tokens import TokenFilter
-from ._base import interpreters, project_vectors, select
+from ._base import Selection, Source, as_space, check_layer, project_vectors, select, select_one
+from .spec import register_interpreter
 
 
 def low_rank_svd(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -56,23 +59,53 @@ def canonical_sign(p: VectorProjection) -> VectorProjection:
     )
 
 
-def _directions(space, vectors: Tensor, S: Tensor, *, side, name, labels, layer, components, k,
-                token_filter, degenerate_rtol, note) -> VectorProjection:
+def _directions(
+    space: EmbeddingSpace,
+    vectors: Tensor,
+    S: Tensor,
+    *,
+    side: str,
+    name: str,
+    labels: list[str],
+    layer: int,
+    components: Selection,
+    k: int,
+    token_filter: TokenFilter | None,
+    degenerate_rtol: float,
+    note: str,
+) -> VectorProjection:
     idx = select(components, len(S), "components")
     flags = near_degenerate(S, degenerate_rtol)
     p = project_vectors(
-        space, vectors[idx], side=side, interpreter=name, labels=[labels[i] for i in idx], layer=layer,
-        k=k, token_filter=token_filter, note=note,
-        extras={"singular_value": [float(S[i]) for i in idx], "near_degenerate": [flags[i] for i in idx]},
+        space, vectors[idx], side=side, interpreter=name, labels=[labels[i] for i in idx],
+        layer=layer, k=k, token_filter=token_filter, note=note,
+        extras={
+            "singular_value": [float(S[i]) for i in idx],
+            "near_degenerate": [flags[i] for i in idx],
+        },
     )
     # The sign is canonicalised from the projection itself; a scoring function that is odd in
     # the vector (every linear basis) makes this independent of the SVD's arbitrary sign.
     return canonical_sign(p) if space.basis(side).linear else p
 
 
-def _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, *, circuit):
+def _head_svd(
+    source: Source,
+    basis: dict[str, Any],
+    layer: int,
+    head: int,
+    which: str,
+    components: Selection,
+    k: int,
+    token_filter: TokenFilter | None,
+    degenerate_rtol: float,
+    *,
+    circuit: str,
+) -> VectorProjection:
+    space = as_space(source, **basis)
+    layer = check_layer(space, layer)
     lw, spec = space.view.layer(layer), space.view.spec
-    (h,) = select(head, spec.n_heads, "heads")
+    h = select_one(head, spec.n_heads, "head")
     if circuit == "ov":
         U, S, V = low_rank_svd(lw.W_V[h], lw.W_O[h].T)
         sides = {"output": ("write", V), "input": ("read", U)}
@@ -80,7 +113,9 @@ def _head_svd(space, layer, head, which, components, k, token_filter, degenerate
         U, S, V = low_rank_svd(lw.W_Q[h], lw.W_K[h])
         sides = {"query": ("read", U), "key": ("read", V)}
     if which not in sides:
-        raise ValueError(f"which must be one of {sorted(sides)} for {circuit.upper()}, got {which!r}")
+        raise InvalidArgumentError(
+            f"which must be one of {sorted(sides)} for {circuit.upper()}, got {which!r}"
+        )
     side, dirs = sides[which]
     labels = [f"L{layer}.H{h}.{circuit}.{which}[{c}]" for c in range(len(S))]
     return _directions(
@@ -90,25 +125,80 @@ def _head_svd(space, layer, head, which, components, k, token_filter, degenerate
     )
 
 
-@interpreters.register("svd_ov")
-def svd_ov(space: EmbeddingSpace, *, layer: int, head: int, which: str = "output", components=None,
-           k: int = 20, token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
-    """Singular directions of ``W_OV = W_V W_O``: ``which="output"`` (write side) or ``"input"``."""
-    return _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, circuit="ov")
+@register_interpreter(
+    "svd_ov", produces="vectors", indexed_by="head", side="per_call", scope="head"
+)
+def svd_ov(
+    source: Source,
+    *,
+    layer: int,
+    head: int,
+    which: str = "output",
+    components: Selection = None,
+    k: int = 20,
+    token_filter: TokenFilter | None = None,
+    degenerate_rtol: float = 1e-2,
+    **basis: Any,
+) -> VectorProjection:
+    """Singular directions of ``W_OV = W_V W_O``: ``which="output"`` (write side) or ``"input"``.
+
+    Args:
+        source: A TransformerLens model, a ``WeightView`` or an ``EmbeddingSpace``.
+        layer: The layer.
+        head: One query head.
+        which: ``"output"`` (right singular vectors, write side) or ``"input"`` (left, read).
+        components: Singular components (largest first); None for all ``d_head``.
+        k: How many top and bottom tokens to keep per direction.
+        token_filter: Restricts the tokens ranked.
+        degenerate_rtol: Relative gap under which singular values are flagged
+            ``near_degenerate`` (``extras``).
+        **basis: Basis options when ``source`` is not a space (see :func:`as_space`).
+
+    Returns:
+        One row per component, with ``extras`` ``singular_value``, ``near_degenerate`` and
+        ``sign``.
+    """
+    return _head_svd(source, basis, layer, head, which, components, k, token_filter,
+                     degenerate_rtol, circuit="ov")
 
 
-@interpreters.register("svd_qk")
-def svd_qk(space: EmbeddingSpace, *, layer: int, head: int, which: str = "query", components=None,
-           k: int = 20, token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
-    """Singular directions of ``W_QK = W_Q W_Kᵀ``: ``which="query"`` or ``"key"`` (both read side)."""
-    return _head_svd(space, layer, head, which, components, k, token_filter, degenerate_rtol, circuit="qk")
+@register_interpreter(
+    "svd_qk", produces="vectors", indexed_by="head", side="read", scope="head"
+)
+def svd_qk(
+    source: Source,
+    *,
+    layer: int,
+    head: int,
+    which: str = "query",
+    components: Selection = None,
+    k: int = 20,
+    token_filter: TokenFilter | None = None,
+    degenerate_rtol: float = 1e-2,
+    **basis: Any,
+) -> VectorProjection:
+    """Singular directions of ``W_QK = W_Q W_Kᵀ``: ``which="query"`` or ``"key"`` (both read).
+
+    Args and result as :func:`svd_ov`.
+    """
+    return _head_svd(source, basis, layer, head, which, components, k, token_filter,
+                     degenerate_rtol, circuit="qk")
 
 
-def _mlp_svd(space, layer, weight: str, components, k, token_filter, degenerate_rtol):
+def _mlp_svd(
+    source: Source,
+    basis: dict[str, Any],
+    layer: int,
+    weight: str,
+    components: Selection,
+    k: int,
+    token_filter: TokenFilter | None,
+    degenerate_rtol: float,
+) -> VectorProjection:
+    space = as_space(source, **basis)
+    layer = check_layer(space, layer)
     w = getattr(space.view.layer(layer), weight)
     if w is None:
-        from ..errors import MissingWeightError
-
         raise MissingWeightError(f"layer {layer} of {space.view.spec.model_name} has no {weight}")
     # W_in [d_model, d_mlp]: left singular vectors live in d_model (read side).
     # W_out [d_mlp, d_model]: right singular vectors live in d_model (write side).
@@ -117,21 +207,53 @@ def _mlp_svd(space, layer, weight: str, components, k, token_filter, degenerate_
     dirs, side = (U.T, "read") if weight == "W_in" else (Vh, "write")
     labels = [f"L{layer}.{weight}.svd[{c}]" for c in range(len(S))]
     return _directions(
-        space, dirs.float(), S.float(), side=side, name=f"svd_{weight[2:]}", labels=labels, layer=layer,
-        components=components, k=k, token_filter=token_filter, degenerate_rtol=degenerate_rtol,
+        space, dirs.float(), S.float(), side=side, name=f"svd_{weight[2:]}", labels=labels,
+        layer=layer, components=components, k=k, token_filter=token_filter,
+        degenerate_rtol=degenerate_rtol,
         note=f"d_model singular vectors of {weight} (canonical sign; both signs shown)",
     )
 
 
-@interpreters.register("svd_in")
-def svd_in(space: EmbeddingSpace, *, layer: int, components=None, k: int = 20,
-           token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
-    """Left singular vectors of ``W_in`` (the directions the MLP reads most), read side."""
-    return _mlp_svd(space, layer, "W_in", components, k, token_filter, degenerate_rtol)
+@register_interpreter(
+    "svd_in", produces="vectors", indexed_by="component", side="read", scope="layer",
+    requires=("W_in",),
+)
+def svd_in(
+    source: Source,
+    *,
+    layer: int,
+    components: Selection = None,
+    k: int = 20,
+    token_filter: TokenFilter | None = None,
+    degenerate_rtol: float = 1e-2,
+    **basis: Any,
+) -> VectorProjection:
+    """Left singular vectors of ``W_in`` (the directions the MLP reads most), read side.
+
+    Args and result as :func:`svd_ov`, without ``head`` and ``which``.
+    """
+    return _mlp_svd(source, basis, layer, "W_in", components, k, token_filter, degenerate_rtol)
 
 
-@interpreters.register("svd_out")
-def svd_out(space: EmbeddingSpace, *, layer: int, components=None, k: int = 20,
-            token_filter: TokenFilter | None = None, degenerate_rtol: float = 1e-2) -> VectorProjection:
-    """Right singular vectors of ``W_out`` (the directions the MLP writes most), write side."""
-    return _mlp_svd(space, layer, "W_out", components, k, token_filter, degenerate_rtol)
+@register_interpreter(
+    "svd_out", produces="vectors", indexed_by="component", side="write", scope="layer",
+    requires=("W_out",),
+)
+def svd_out(
+    source: Source,
+    *,
+    layer: int,
+    components: Selection = None,
+    k: int = 20,
+    token_filter: TokenFilter | None = None,
+    degenerate_rtol: float = 1e-2,
+    **basis: Any,
+) -> VectorProjection:
+    """Right singular vectors of ``W_out`` (the directions the MLP writes most), write side.
+
+    Args and result as :func:`svd_ov`, without ``head`` and ``which``.
+    """
+    return _mlp_svd(source, basis, layer, "W_out", components, k, token_filter, degenerate_rtol)
+
+
+__all__ = ["svd_ov", "svd_qk", "svd_in", "svd_out", "low_rank_svd", "near_degenerate"]

@@ -1,18 +1,24 @@
 """Whole-head statistics read off the weights alone."""
 
-import torch
+from collections.abc import Sequence
+from typing import Any
 
-from .space import EmbeddingSpace
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ._base import Source, as_space, select
 
 
 def copying_scores(
-    space: EmbeddingSpace,
+    source: Source,
     *,
-    layers: "list[int] | None" = None,
+    layers: "Sequence[int] | None" = None,
     n_tokens: int = 2048,
     seed: int = 0,
     chunk: int = 512,
-) -> torch.Tensor:
+    **basis: Any,
+) -> Float[Tensor, "n_layers n_heads"]:
     """Copying score of every OV head: how often attending to token t promotes t itself most.
 
     For a seeded sample of ``n_tokens`` token ids t (all of them when the vocabulary is
@@ -20,23 +26,36 @@ def copying_scores(
     and the score is the fraction of sampled t whose argmax is t. A copying head (induction,
     duplicate-token) scores near 1; a random head about ``1 / d_vocab``.
 
+    Args:
+        source: A TransformerLens model, a ``WeightView`` or an ``EmbeddingSpace``.
+        layers: The layers to score; None for all.
+        n_tokens: How many token ids to sample.
+        seed: Seed of the sample.
+        chunk: Tokens scored per matrix product (memory bound).
+        **basis: Basis options when ``source`` is not a space (see :func:`as_space`).
+
     Returns:
         ``[n_layers_selected, n_heads]`` float tensor of scores in [0, 1].
     """
+    space = as_space(source, **basis)
     view, spec = space.view, space.view.spec
     d_vocab = space.read.matrix.shape[1]
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randperm(d_vocab, generator=gen)[: min(n_tokens, d_vocab)].sort().values
-    layers = list(range(spec.n_layers)) if layers is None else layers
-    out = torch.zeros(len(layers), spec.n_heads)
-    for li, layer in enumerate(layers):
+    layer_ids = select(None if layers is None else list(layers), spec.n_layers, "layers")
+    out = torch.zeros(len(layer_ids), spec.n_heads)
+    for li, layer in enumerate(layer_ids):
         lw = view.layer(layer)
         for h in range(spec.n_heads):
-            left = space.vocab_factor(lw.W_V[h], "read", layer, tokens, purpose="copying_scores")  # [n, d_head]
-            right = space.vocab_factor(lw.W_O[h].T, "write", layer, purpose="copying_scores")  # [d_vocab, d_head]
+            # left [n, d_head], right [d_vocab, d_head]
+            left = space.vocab_factor(lw.W_V[h], "read", layer, tokens, purpose="copying_scores")
+            right = space.vocab_factor(lw.W_O[h].T, "write", layer, purpose="copying_scores")
             hits = 0
             for start in range(0, len(tokens), chunk):
                 best = (left[start : start + chunk] @ right.T).argmax(-1)
                 hits += int((best == tokens[start : start + chunk]).sum())
             out[li, h] = hits / len(tokens)
     return out
+
+
+__all__ = ["copying_scores"]
