@@ -81,3 +81,11 @@ def test_cli_runs_in_process(tmp_path, monkeypatch, capsys):
     code = cli.main(["run", "--model", "tiny", "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 2 and "exists" in capsys.readouterr().err
     assert cli.main(["zoo"]) == 0 and "smollm2-135m-instruct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layers", [[9], [0, 0], [True], [0.5]])
+def test_job_refuses_bad_layer_selections(tmp_path, layers):
+    model = tm.load("gpt2-mha-tied", "bridge")
+    with pytest.raises(te.EmbSpaceError):
+        interpret_model(model, tmp_path / "out", layers=layers, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -13,24 +13,41 @@ from typing import Any
 import torch
 
 from .adapters import adapt
-from .analysis import copying_scores
 from .atlas import AtlasWriter, unembedding_hash
 from .errors import InvalidArgumentError
-from .interpreters import interpret
-from .interpreters._base import display_vocab
+from .interpreters import InterpreterSpec, copying_scores, interpreters
+from .interpreters._base import display_vocab, select
 from .results import PairProjection, Provenance, VectorProjection
 from .space import EmbeddingSpace
 from .tokens import TokenFilter
 
-# What the job runs in every layer: the one place to switch to the interpreter registry's specs.
-#: One row per FF neuron (key, gate, value) and per Q/K/V/O sub-head.
-VECTOR_INTERPRETERS = ("ff_key", "ff_gate", "ff_value", "q", "k", "v", "o")
-#: Singular directions: of each head's OV and QK circuit (run per head), of W_in and W_out.
-HEAD_SVD_INTERPRETERS = ("svd_ov", "svd_qk")
-MLP_SVD_INTERPRETERS = ("svd_in", "svd_out")
-SVD_INTERPRETERS = HEAD_SVD_INTERPRETERS + MLP_SVD_INTERPRETERS
-#: Top and bottom token pairs of each head's QK and OV circuit.
-PAIR_INTERPRETERS = ("qk_pairs", "ov_pairs")
+#: The per-row interpreters the job runs in every layer (FF neurons, Q/K/V/O sub-heads); the
+#: others it runs are the registry's head-scope ones (SVDs of each head's circuits, QK/OV pairs)
+#: and its per-component ones (singular directions of W_in and W_out).
+ROW_INDEX = ("neuron", "head", "kv_head")
+
+
+def job_interpreters(lw: Any) -> dict[str, list[InterpreterSpec]]:
+    """What the job runs on a layer, selected from the interpreter registry in its stable order.
+
+    Args:
+        lw: The layer's ``LayerWeights``: interpreters that need what the layer lacks (a gate, an
+            MLP) are left out.
+
+    Returns:
+        ``rows`` (one call per layer, a row per neuron or sub-head), ``head_vectors`` (one call
+        per head, rows concatenated), ``components`` (SVD directions of the MLP matrices) and
+        ``pairs`` (one call per head).
+    """
+    select = interpreters.select
+    return {
+        "rows": select(produces="vectors", scope="layer", indexed_by=ROW_INDEX, applies_to=lw),
+        "head_vectors": select(produces="vectors", scope="head", applies_to=lw),
+        "components": select(
+            produces="vectors", scope="layer", indexed_by="component", applies_to=lw
+        ),
+        "pairs": select(produces="pairs", scope="head", applies_to=lw),
+    }
 
 
 def _layer_results(
@@ -45,36 +62,30 @@ def _layer_results(
 ) -> tuple[dict[str, VectorProjection], list[PairProjection]]:
     spec = space.view.spec
     vectors: dict[str, VectorProjection] = {}
-    lw = space.view.layer(layer)
-    for name in VECTOR_INTERPRETERS:
-        if (name == "ff_gate" and lw.W_gate is None) or (
-            name.startswith("ff_") and lw.W_in is None
-        ):
-            continue  # non-gated MLP, or an attention-only layer
-        vectors[name] = interpret(name, space, layer=layer, k=k, token_filter=token_filter)
+    chosen = job_interpreters(space.view.layer(layer))
+    for interp in chosen["rows"]:
+        vectors[interp.name] = interp(space, layer=layer, k=k, token_filter=token_filter)
         tick()
     comps = list(range(min(svd_components, spec.d_head)))
-    per_head = [
-        interpret(f, space, layer=layer, head=h, k=k, components=comps, token_filter=token_filter)
-        for f in HEAD_SVD_INTERPRETERS
-        for h in range(spec.n_heads)
-    ]
-    for name in HEAD_SVD_INTERPRETERS:
-        parts = [p for p in per_head if p.interpreter == name]
-        vectors[name] = _concat(parts)
-    if lw.W_in is not None:
-        mlp_comps = list(range(min(svd_components, spec.d_model, spec.d_mlp)))
-        for name in MLP_SVD_INTERPRETERS:
-            vectors[name] = interpret(
-                name, space, layer=layer, k=k, components=mlp_comps, token_filter=token_filter
-            )
+    for interp in chosen["head_vectors"]:
+        vectors[interp.name] = _concat(
+            [
+                interp(
+                    space, layer=layer, head=h, k=k, components=comps, token_filter=token_filter
+                )
+                for h in range(spec.n_heads)
+            ]
+        )
+    mlp_comps = list(range(min(svd_components, spec.d_model, spec.d_mlp)))
+    for interp in chosen["components"]:
+        vectors[interp.name] = interp(
+            space, layer=layer, k=k, components=mlp_comps, token_filter=token_filter
+        )
     tick()
     pairs = []
     for h in range(spec.n_heads):
-        for name in PAIR_INTERPRETERS:
-            pairs.append(
-                interpret(name, space, layer=layer, head=h, k=pair_k, token_filter=token_filter)
-            )
+        for interp in chosen["pairs"]:
+            pairs.append(interp(space, layer=layer, head=h, k=pair_k, token_filter=token_filter))
         tick()
     return vectors, pairs
 
@@ -154,8 +165,11 @@ def interpret_model(
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
     spec = view.spec
-    layers = list(range(spec.n_layers)) if layers is None else [i % spec.n_layers for i in layers]
-    steps_per_layer = len(VECTOR_INTERPRETERS) + 1 + spec.n_heads
+    # The interpreters' own selection rules: out-of-range ids, bools and duplicates are refused.
+    layers = select(layers, spec.n_layers, "layers")
+    # An upper bound per layer (a layer without a gate or an MLP ticks fewer times).
+    rows = interpreters.select(produces="vectors", scope="layer", indexed_by=ROW_INDEX)
+    steps_per_layer = len(rows) + 1 + spec.n_heads
     started = time.perf_counter()
     from tqdm.auto import tqdm
 
