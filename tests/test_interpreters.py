@@ -48,7 +48,10 @@ def check_vectors(res, dense_scores):
     """
     dense_scores = dense_scores.float()
     ti, ts, bi, bs = dense_topk(dense_scores, res.top_ids.shape[-1])
-    for ids, scores, ref in ((res.top_ids, res.top_scores, ts), (res.bottom_ids, res.bottom_scores, bs)):
+    for ids, scores, ref in (
+        (res.top_ids, res.top_scores, ts),
+        (res.bottom_ids, res.bottom_scores, bs),
+    ):
         tol = dict(atol=1e-4 * float(ref.abs().max().clamp_min(1)), rtol=1e-4)
         torch.testing.assert_close(scores, ref, **tol)
         torch.testing.assert_close(dense_scores.gather(-1, ids), scores, **tol)
@@ -64,7 +67,7 @@ def check_pairs(res, dense):
         tol = dict(atol=1e-4 * float(ref.abs().max().clamp_min(1)), rtol=1e-4)
         torch.testing.assert_close(scores, ref, **tol)
         torch.testing.assert_close(flat[rows * n + cols], scores, **tol)
-        assert len(set(zip(rows.tolist(), cols.tolist()))) == len(scores)
+        assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == len(scores)
 
 
 def bases(view):
@@ -74,7 +77,10 @@ def bases(view):
         "default": (W_E.T, W_U),
         "paper": (W_U, W_U),
         # Singular values below the float32 rounding level are zero (see space._pinv_t).
-        "paper_exact": (torch.linalg.pinv(W_U.double(), rtol=max(W_U.shape) * 1.2e-7).T.float(), W_U),
+        "paper_exact": (
+            torch.linalg.pinv(W_U.double(), rtol=max(W_U.shape) * 1.2e-7).T.float(),
+            W_U,
+        ),
     }
 
 
@@ -96,7 +102,7 @@ CALLS = [(name, None) for name in ("ff_key", "ff_gate", "ff_value", "q", "k", "v
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(case, backend, weights):
     """Model, view, the three spaces and their dense bases: built once per variant."""
     model, view = _view(case, backend, weights)
@@ -109,11 +115,15 @@ def test_every_tiny_case_has_the_layers_and_heads_the_grid_assumes():
         assert (spec.n_layers, spec.n_heads) == (N_LAYERS, 4), case
 
 
-@pytest.mark.parametrize("name,head", CALLS, ids=[f"{n}" + ("" if h is None else f"-H{h}") for n, h in CALLS])
+@pytest.mark.parametrize(
+    "name,head", CALLS, ids=[f"{n}" + ("" if h is None else f"-H{h}") for n, h in CALLS]
+)
 @pytest.mark.parametrize("layer", range(N_LAYERS), ids=lambda x: f"L{x}")
 @pytest.mark.parametrize("space_name", SPACES)
 @pytest.mark.parametrize("case,backend,weights", list(_variants()))
-def test_every_interpreter_matches_its_dense_formula(case, backend, weights, space_name, layer, name, head):
+def test_every_interpreter_matches_its_dense_formula(
+    case, backend, weights, space_name, layer, name, head
+):
     view, all_spaces, dense_bases = _setup(case, backend, weights)
     spec, space = view.spec, all_spaces[space_name]
     R, W = dense_bases[space_name]
@@ -157,18 +167,25 @@ def test_svd_directions_match_dense_svd(case, backend, weights):
     R, W = view.W_E.float().T, view.W_U.float()
     lw = view.layer(0)
     for h in range(view.spec.n_heads):
-        W_OV = (lw.W_V[h].double() @ lw.W_O[h].double())
+        W_OV = lw.W_V[h].double() @ lw.W_O[h].double()
         U, S, Vh = torch.linalg.svd(W_OV)
         r = view.spec.d_head
         res = te.interpret("svd_ov", space, layer=0, head=h, k=K)
-        torch.testing.assert_close(torch.tensor(res.extras["singular_value"]), S[:r].float(), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            torch.tensor(res.extras["singular_value"]), S[:r].float(), atol=1e-4, rtol=1e-4
+        )
         check_vectors(res, _canonical(Vh[:r].float() @ W))
         res_in = te.interpret("svd_ov", space, layer=0, head=h, which="input", k=K)
         check_vectors(res_in, _canonical(U[:, :r].T.float() @ R))
         W_QK = lw.W_Q[h].double() @ lw.W_K[h].double().T
         U, S, Vh = torch.linalg.svd(W_QK)
-        check_vectors(te.interpret("svd_qk", space, layer=0, head=h, k=K), _canonical(U[:, :r].T.float() @ R))
-        check_vectors(te.interpret("svd_qk", space, layer=0, head=h, which="key", k=K), _canonical(Vh[:r].float() @ R))
+        check_vectors(
+            te.interpret("svd_qk", space, layer=0, head=h, k=K), _canonical(U[:, :r].T.float() @ R)
+        )
+        check_vectors(
+            te.interpret("svd_qk", space, layer=0, head=h, which="key", k=K),
+            _canonical(Vh[:r].float() @ R),
+        )
     U, S, Vh = torch.linalg.svd(lw.W_in.double(), full_matrices=False)
     check_vectors(te.interpret("svd_in", space, layer=0, k=K), _canonical(U.T.float() @ R))
     U, S, Vh = torch.linalg.svd(lw.W_out.double(), full_matrices=False)
@@ -211,7 +228,9 @@ def test_transport_is_applied_before_the_basis(backend):
 
     space = te.EmbeddingSpace(model, transport=lens)
     lw = view.layer(1)
-    check_vectors(te.interpret("ff_value", space, layer=1, k=K), lw.W_out.float() @ T @ view.W_U.float())
+    check_vectors(
+        te.interpret("ff_value", space, layer=1, k=K), lw.W_out.float() @ T @ view.W_U.float()
+    )
     res = te.interpret("ov_pairs", space, layer=1, head=2, k=K)
     left = view.W_E.float() @ (lw.W_V[2].float().T @ T).T
     right = view.W_U.float().T @ (lw.W_O[2].float() @ T).T
@@ -225,7 +244,9 @@ def test_direction_bias_and_embedding_interpreters():
     view = adapt(model)
     vecs = torch.randn(3, view.spec.d_model)
     check_vectors(te.interpret("direction", model, vectors=vecs, k=K), vecs @ view.W_U.float())
-    check_vectors(te.interpret("direction", model, vectors=vecs, side="read", k=K), vecs @ view.W_E.float().T)
+    check_vectors(
+        te.interpret("direction", model, vectors=vecs, side="read", k=K), vecs @ view.W_E.float().T
+    )
     lw = view.layer(0)
     res = te.interpret("bias", model, layer=0, k=K)
     assert res.labels == ("L0.b_O", "L0.b_out")
@@ -253,8 +274,15 @@ def test_filters_restrict_tokens_and_pairs():
     assert torch.equal(res.top_ids, ti) and torch.equal(res.bottom_ids, bi)
     torch.testing.assert_close(res.top_scores, ts, atol=1e-4, rtol=1e-4)
     assert allowed[res.top_ids].all() and allowed[res.bottom_ids].all()
-    pairs = te.interpret("ov_pairs", model, layer=0, head=1, k=5, token_filter=te.TokenFilter(regex=r"^w1", exclude_same=True))
-    for scores, rows, cols in (pairs.top, pairs.bottom):
+    pairs = te.interpret(
+        "ov_pairs",
+        model,
+        layer=0,
+        head=1,
+        k=5,
+        token_filter=te.TokenFilter(regex=r"^w1", exclude_same=True),
+    )
+    for _scores, rows, cols in (pairs.top, pairs.bottom):
         assert allowed[rows].all() and allowed[cols].all() and (rows != cols).all()
 
 

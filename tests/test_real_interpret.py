@@ -10,10 +10,10 @@ import re
 
 import pytest
 import torch
+from tl_embspace.analysis import copying_scores
 
 import tl_embspace as te
 from tl_embspace import zoo
-from tl_embspace.analysis import copying_scores
 from tl_embspace.errors import ZooError
 
 pytestmark = pytest.mark.real
@@ -38,15 +38,36 @@ def minilm():
 
 def test_smollm2_spec_matches_the_known_architecture(smollm2):
     s = te.adapt(smollm2).spec
-    assert (s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.d_head, s.d_mlp) == (30, 576, 9, 3, 64, 1536)
+    assert (s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.d_head, s.d_mlp) == (
+        30,
+        576,
+        9,
+        3,
+        64,
+        1536,
+    )
     assert (s.d_vocab, s.norm_type, s.positional, s.gated_mlp) == (49152, "RMS", "rotary", True)
-    assert s.tied_embeddings and s.unembed_trained and not s.is_encoder and s.norm_placement == "pre"
+    assert (
+        s.tied_embeddings and s.unembed_trained and not s.is_encoder and s.norm_placement == "pre"
+    )
 
 
 def test_minilm_spec_matches_the_known_architecture(minilm):
     s = te.adapt(minilm).spec
-    assert (s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.d_mlp, s.d_vocab) == (6, 384, 12, 12, 1536, 30522)
-    assert (s.norm_type, s.norm_placement, s.positional, s.gated_mlp) == ("LN", "post", "standard", False)
+    assert (s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.d_mlp, s.d_vocab) == (
+        6,
+        384,
+        12,
+        12,
+        1536,
+        30522,
+    )
+    assert (s.norm_type, s.norm_placement, s.positional, s.gated_mlp) == (
+        "LN",
+        "post",
+        "standard",
+        False,
+    )
     assert s.is_encoder and not s.unembed_trained
     # Its W_U was never trained: refused as a basis, and the input embedding works instead.
     with pytest.raises(te.BasisError, match="never trained"):
@@ -56,8 +77,11 @@ def test_minilm_spec_matches_the_known_architecture(minilm):
 
 
 def _sane(res, d_vocab):
-    ids = torch.cat([res.top_ids.flatten(), res.bottom_ids.flatten()]) if hasattr(res, "top_ids") else torch.cat(
-        [res.top[1], res.top[2], res.bottom[1], res.bottom[2]])
+    ids = (
+        torch.cat([res.top_ids.flatten(), res.bottom_ids.flatten()])
+        if hasattr(res, "top_ids")
+        else torch.cat([res.top[1], res.top[2], res.bottom[1], res.bottom[2]])
+    )
     assert ((ids >= 0) & (ids < d_vocab)).all()
     if hasattr(res, "top_scores"):
         assert torch.isfinite(res.top_scores).all() and torch.isfinite(res.bottom_scores).all()
@@ -71,14 +95,24 @@ def _sane(res, d_vocab):
 @pytest.mark.parametrize("weights", ["raw", "folded"])
 def test_every_builtin_interpreter_runs_on_a_real_layer(smollm2, weights):
     view = te.adapt(smollm2)
-    space = te.EmbeddingSpace(view.folded() if weights == "folded" else view, tokenizer=smollm2.tokenizer)
+    space = te.EmbeddingSpace(
+        view.folded() if weights == "folded" else view, tokenizer=smollm2.tokenizer
+    )
     layer, d_vocab = 12, view.spec.d_vocab
     calls = {
-        "ff_key": dict(neurons=[0, 1, 2]), "ff_gate": dict(neurons=[0, 1, 2]), "ff_value": dict(neurons=[0, 1, 2]),
-        "q": dict(heads=0), "k": dict(heads=0), "v": dict(heads=0), "o": dict(heads=0),
-        "qk_pairs": dict(head=4), "ov_pairs": dict(head=4),
-        "svd_ov": dict(head=4, components=[0, 1]), "svd_qk": dict(head=4, components=[0, 1]),
-        "svd_in": dict(components=[0, 1]), "svd_out": dict(components=[0, 1]),
+        "ff_key": dict(neurons=[0, 1, 2]),
+        "ff_gate": dict(neurons=[0, 1, 2]),
+        "ff_value": dict(neurons=[0, 1, 2]),
+        "q": dict(heads=0),
+        "k": dict(heads=0),
+        "v": dict(heads=0),
+        "o": dict(heads=0),
+        "qk_pairs": dict(head=4),
+        "ov_pairs": dict(head=4),
+        "svd_ov": dict(head=4, components=[0, 1]),
+        "svd_qk": dict(head=4, components=[0, 1]),
+        "svd_in": dict(components=[0, 1]),
+        "svd_out": dict(components=[0, 1]),
         "direction": dict(vectors=torch.randn(2, view.spec.d_model)),
         "embedding": dict(tokens=["Paris"]),
         "bias": None,  # Llama has no biases: a clear error, not zeros
@@ -106,8 +140,12 @@ def test_copying_heads_are_visible_in_embedding_space(smollm2):
     # The measure is a property of the OV circuit: shuffling which token is "itself" kills it.
     layer_i, head = divmod(int(scores.argmax()), space.view.spec.n_heads)
     perm = torch.randperm(space.view.spec.d_vocab, generator=torch.Generator().manual_seed(0))
-    shuffled = te.EmbeddingSpace(space.view, read=space.read.matrix[:, perm], write=space.write.matrix,
-                                 tokenizer=smollm2.tokenizer)
+    shuffled = te.EmbeddingSpace(
+        space.view,
+        read=space.read.matrix[:, perm],
+        write=space.write.matrix,
+        tokenizer=smollm2.tokenizer,
+    )
     assert copying_scores(shuffled, layers=[layers[layer_i]], n_tokens=1024)[0, head] < best / 10
 
 

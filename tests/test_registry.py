@@ -12,16 +12,38 @@ from tl_embspace.interpreters import spec as spec_module
 from tl_embspace.interpreters._base import select, select_one
 
 #: The interpreters whole-model job writes, in its order (vectors, then pairs).
-JOB_VECTORS = ["ff_key", "ff_gate", "ff_value", "q", "k", "v", "o", "svd_ov", "svd_qk", "svd_in",
-               "svd_out"]
+JOB_VECTORS = [
+    "ff_key",
+    "ff_gate",
+    "ff_value",
+    "q",
+    "k",
+    "v",
+    "o",
+    "svd_ov",
+    "svd_qk",
+    "svd_in",
+    "svd_out",
+]
 JOB_PAIRS = ["qk_pairs", "ov_pairs"]
 
 PUBLIC = {
-    "ff_key": te.ff_key, "ff_gate": te.ff_gate, "ff_value": te.ff_value,
-    "q": te.query_subheads, "k": te.key_subheads, "v": te.value_subheads, "o": te.output_subheads,
-    "qk_pairs": te.qk_pairs, "ov_pairs": te.ov_pairs,
-    "svd_ov": te.svd_ov, "svd_qk": te.svd_qk, "svd_in": te.svd_in, "svd_out": te.svd_out,
-    "direction": te.direction, "embedding": te.embedding, "bias": te.bias,
+    "ff_key": te.ff_key,
+    "ff_gate": te.ff_gate,
+    "ff_value": te.ff_value,
+    "q": te.query_subheads,
+    "k": te.key_subheads,
+    "v": te.value_subheads,
+    "o": te.output_subheads,
+    "qk_pairs": te.qk_pairs,
+    "ov_pairs": te.ov_pairs,
+    "svd_ov": te.svd_ov,
+    "svd_qk": te.svd_qk,
+    "svd_in": te.svd_in,
+    "svd_out": te.svd_out,
+    "direction": te.direction,
+    "embedding": te.embedding,
+    "bias": te.bias,
 }
 
 
@@ -65,14 +87,19 @@ def test_every_builtin_is_a_public_typed_documented_function():
 def test_a_function_call_equals_interpret(llama, name):
     view = adapt(llama)
     options = {
-        "direction": dict(vectors=torch.randn(2, view.spec.d_model, generator=torch.Generator().manual_seed(0))),
+        "direction": dict(
+            vectors=torch.randn(2, view.spec.d_model, generator=torch.Generator().manual_seed(0))
+        ),
         "embedding": dict(tokens=[3, 4]),
         "bias": dict(layer=0),
     }.get(name, dict(layer=1))
     if te.interpreters[name].scope == "head":
         options["head"] = 2
     if name == "bias":  # Llama has no biases: the same clear error both ways
-        for call in (lambda: PUBLIC[name](llama, **options), lambda: te.interpret(name, llama, **options)):
+        for call in (
+            lambda: PUBLIC[name](llama, **options),
+            lambda: te.interpret(name, llama, **options),
+        ):
             with pytest.raises(te.MissingWeightError, match="no b_O or b_out"):
                 call()
         return
@@ -90,7 +117,10 @@ def test_specs_declare_what_the_job_and_atlas_select_on():
     assert [x.name for x in s.select(scope="model")] == ["direction", "embedding"]
     assert [x.name for x in s.select(scope="head")] == ["qk_pairs", "ov_pairs", "svd_ov", "svd_qk"]
     assert {x.name: x.side for x in s.select(indexed_by="neuron")} == {
-        "ff_key": "read", "ff_gate": "read", "ff_value": "write"}
+        "ff_key": "read",
+        "ff_gate": "read",
+        "ff_value": "write",
+    }
     with pytest.raises(te.InvalidArgumentError, match="expected one of"):
         s.select(produces="vector")
 
@@ -126,7 +156,7 @@ def test_an_attention_only_layer_gets_no_mlp_interpreters(llama):
     [
         (dict(layr=1), r"'layr' \(did you mean 'layer'\?\).*valid options: layer, neurons, k"),
         (dict(layer=1, neuron=[0]), r"did you mean 'neurons'"),
-        (dict(layer=1, wirte="W_U"), r"did you mean 'write'"),
+        (dict(layer=1, wirte="W_U"), r"did you mean 'write'"),  # codespell:ignore
         (dict(layer=1, colour="red"), r"unknown option\(s\) 'colour'; valid options"),
         (dict(neurons=[0]), r"needs option\(s\) 'layer'"),
     ],
@@ -139,7 +169,7 @@ def test_interpret_checks_options_against_the_signature(gpt2, options, match):
 
 def test_basis_options_are_checked_on_direct_calls(gpt2):
     with pytest.raises(te.OptionError, match=r"did you mean 'write'") as err:
-        te.ff_value(gpt2, layer=0, wrte="W_U")
+        te.ff_value(gpt2, layer=0, wrte="W_U")  # codespell:ignore
     assert isinstance(err.value, te.EmbSpaceError)
     with pytest.raises(te.OptionError, match="not both") as err:
         te.ff_value(te.EmbeddingSpace(gpt2), layer=0, write="W_U")
@@ -148,7 +178,11 @@ def test_basis_options_are_checked_on_direct_calls(gpt2):
 
 def test_third_party_registration_as_documented(restore_interpreters, gpt2):
     @te.register_interpreter(
-        "norm_of_values", produces="vectors", indexed_by="neuron", side="write", scope="layer",
+        "norm_of_values",
+        produces="vectors",
+        indexed_by="neuron",
+        side="write",
+        scope="layer",
         requires=("W_out",),
     )
     def norm_of_values(source, *, layer: int, **basis):
@@ -165,8 +199,9 @@ def test_third_party_registration_as_documented(restore_interpreters, gpt2):
     with pytest.raises(te.OptionError, match="did you mean 'layer'"):
         te.interpret("norm_of_values", gpt2, layers=1)
     with pytest.raises(te.RegistryError, match="already registered"):
-        te.register_interpreter("norm_of_values", produces="vectors", indexed_by="neuron",
-                                side="write", scope="layer")(norm_of_values)
+        te.register_interpreter(
+            "norm_of_values", produces="vectors", indexed_by="neuron", side="write", scope="layer"
+        )(norm_of_values)
 
 
 def test_the_documented_example_is_the_tested_one():
@@ -185,8 +220,9 @@ def test_the_registry_is_restored(restore_interpreters):
     [("produces", "vector"), ("indexed_by", "row"), ("side", "both"), ("scope", "layers")],
 )
 def test_a_spec_refuses_unknown_kinds(field, value):
-    spec = te.InterpreterSpec(name="x", function=len, produces="vectors", indexed_by="neuron",
-                              side="read", scope="layer")
+    spec = te.InterpreterSpec(
+        name="x", function=len, produces="vectors", indexed_by="neuron", side="read", scope="layer"
+    )
     # The suite's runtime type checker refuses the Literal first; without it __post_init__ does.
     object.__setattr__(spec, field, value)
     with pytest.raises(te.InvalidArgumentError, match=f"{field}='{value}'"):
@@ -233,8 +269,12 @@ def test_select_normalises_valid_selections():
     [
         ("ff_value", dict(layer=True), te.OptionError, "layer must be one int, got True"),
         ("ff_value", dict(layer=2), te.SelectionError, r"layer \[2\] out of range"),
-        ("ff_value", dict(layer=0, neurons=torch.zeros(32, dtype=torch.bool)), te.OptionError,
-         "boolean mask"),
+        (
+            "ff_value",
+            dict(layer=0, neurons=torch.zeros(32, dtype=torch.bool)),
+            te.OptionError,
+            "boolean mask",
+        ),
         ("ff_value", dict(layer=0, neurons=torch.tensor([1.5])), te.OptionError, "float32"),
         ("ff_key", dict(layer=0, neurons=[2, 2]), te.InvalidArgumentError, "more than once"),
         ("q", dict(layer=0, heads=[0, 4]), te.SelectionError, "out of range"),
@@ -242,10 +282,18 @@ def test_select_normalises_valid_selections():
         ("svd_ov", dict(layer=0, head=0, which="outputs"), te.InvalidArgumentError, "which must"),
         ("svd_qk", dict(layer=0, head=0, components=[0, 0]), te.InvalidArgumentError, "once"),
         ("embedding", dict(tokens=[1], matrix="W_Q"), te.InvalidArgumentError, "matrix must"),
-        ("direction", dict(vectors=torch.ones(2, 32), labels=["a"]), te.InvalidArgumentError,
-         "1 labels for 2 vectors"),
-        ("direction", dict(vectors=torch.ones(32), side="left"), te.InvalidArgumentError,
-         "side must be 'read' or 'write'"),
+        (
+            "direction",
+            dict(vectors=torch.ones(2, 32), labels=["a"]),
+            te.InvalidArgumentError,
+            "1 labels for 2 vectors",
+        ),
+        (
+            "direction",
+            dict(vectors=torch.ones(32), side="left"),
+            te.InvalidArgumentError,
+            "side must be 'read' or 'write'",
+        ),
     ],
 )
 def test_bad_inputs_raise_the_error_family(gpt2, name, options, error, match):

@@ -13,4 +13,14 @@ VocabScores = Float[Tensor, "n d_vocab_out"]
 VocabMask = Bool[Tensor, "d_vocab_out"]
 TokenIds = Int[Tensor, "n k"]
 
-__all__ = ["Bool", "Float", "Int", "Tensor", "Vectors", "BasisMatrix", "VocabScores", "VocabMask", "TokenIds"]
+__all__ = [
+    "Bool",
+    "Float",
+    "Int",
+    "Tensor",
+    "Vectors",
+    "BasisMatrix",
+    "VocabScores",
+    "VocabMask",
+    "TokenIds",
+]

@@ -93,7 +93,9 @@ def _check_finite(name: str, tensor: Tensor) -> None:
 def _check_same_device(**tensors: Tensor | None) -> None:
     devices = {name: t.device for name, t in tensors.items() if t is not None}
     if len(set(devices.values())) > 1:
-        raise InvalidArgumentError(f"tensors are on different devices: {devices}; move them to one device")
+        raise InvalidArgumentError(
+            f"tensors are on different devices: {devices}; move them to one device"
+        )
 
 
 def _rank_order(values: Tensor, ids: Tensor, largest: bool) -> Tensor:
@@ -216,7 +218,9 @@ def topk_vocab(
     d_vocab = matrix.shape[1]
     for name, extra in (("bias", bias), ("mask", mask)):
         if extra is not None and tuple(extra.shape) != (d_vocab,):
-            raise InvalidArgumentError(f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}")
+            raise InvalidArgumentError(
+                f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}"
+            )
     _check_same_device(vectors=vectors, matrix=matrix, bias=bias)
     _check_finite("vectors", vectors)
     _check_finite("matrix", matrix)

@@ -70,9 +70,7 @@ def _layer_results(
     for interp in chosen["head_vectors"]:
         vectors[interp.name] = _concat(
             [
-                interp(
-                    space, layer=layer, head=h, k=k, components=comps, token_filter=token_filter
-                )
+                interp(space, layer=layer, head=h, k=k, components=comps, token_filter=token_filter)
                 for h in range(spec.n_heads)
             ]
         )

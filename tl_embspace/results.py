@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(dist: str) -> str:
     try:
         return version(dist)
@@ -49,7 +49,12 @@ class Provenance:
     def of(cls, space: Any) -> "Provenance":
         """Provenance of results computed in ``space`` (an EmbeddingSpace)."""
         v = space.view
-        return cls(model_name=v.spec.model_name, backend=v.spec.backend, weights=v.weights, **space.describe())
+        return cls(
+            model_name=v.spec.model_name,
+            backend=v.spec.backend,
+            weights=v.weights,
+            **space.describe(),
+        )
 
 
 def _tokens(vocab: tuple[str, ...], ids: Tensor) -> list[str]:
@@ -107,11 +112,15 @@ class VectorProjection:
                 "label": label,
                 "top": [
                     {"id": t, "token": self.vocab[t], "score": s}
-                    for t, s in zip(self.top_ids[i].tolist(), self.top_scores[i].tolist())
+                    for t, s in zip(
+                        self.top_ids[i].tolist(), self.top_scores[i].tolist(), strict=True
+                    )
                 ],
                 "bottom": [
                     {"id": t, "token": self.vocab[t], "score": s}
-                    for t, s in zip(self.bottom_ids[i].tolist(), self.bottom_scores[i].tolist())
+                    for t, s in zip(
+                        self.bottom_ids[i].tolist(), self.bottom_scores[i].tolist(), strict=True
+                    )
                 ],
             }
             rec.update({k: v[i] for k, v in self.extras.items()})
@@ -147,14 +156,18 @@ class VectorProjection:
         return pd.DataFrame(rows)
 
     def _repr_html_(self) -> str:
-        head = f"<b>{html.escape(self.interpreter)}</b> · basis {html.escape(self.basis)} · weights {html.escape(self.provenance.weights)}"
+        head = (
+            f"<b>{html.escape(self.interpreter)}</b> · basis {html.escape(self.basis)}"
+            f" · weights {html.escape(self.provenance.weights)}"
+        )
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{html.escape(' '.join(self.top_tokens(i)))}</td>"
             f"<td>{html.escape(' '.join(self.bottom_tokens(i)))}</td></tr>"
             for i, label in enumerate(self.labels[:50])
         )
         more = f"<p>… {len(self) - 50} more</p>" if len(self) > 50 else ""
-        return f"<div><p>{head}</p><table><tr><th>vector</th><th>top</th><th>bottom</th></tr>{rows}</table>{more}</div>"
+        header = "<tr><th>vector</th><th>top</th><th>bottom</th></tr>"
+        return f"<div><p>{head}</p><table>{header}{rows}</table>{more}</div>"
 
 
 @dataclass(frozen=True)
@@ -189,16 +202,17 @@ class PairProjection:
         scores, rows, cols = self.top if which == "top" else self.bottom
         return [
             (self.vocab[i], self.vocab[j], s)
-            for s, i, j in zip(scores.tolist(), rows.tolist(), cols.tolist())
+            for s, i, j in zip(scores.tolist(), rows.tolist(), cols.tolist(), strict=True)
         ]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (what ``to_json`` writes)."""
+
         def side(t: tuple[Tensor, Tensor, Tensor]) -> list[dict[str, Any]]:
             s, r, c = t
             return [
                 {"i": i, "j": j, "token_i": self.vocab[i], "token_j": self.vocab[j], "score": v}
-                for v, i, j in zip(s.tolist(), r.tolist(), c.tolist())
+                for v, i, j in zip(s.tolist(), r.tolist(), c.tolist(), strict=True)
             ]
 
         return {

@@ -5,20 +5,15 @@ The *read* side interprets vectors that read from the residual stream (FF keys a
 columns); the *write* side interprets vectors that are added to it (FF values, O rows). The two
 are chosen independently:
 
-========== ================================ ==========================================================
-name       matrix (d_model x d_vocab)       meaning
-========== ================================ ==========================================================
-``W_U``    ``W_U``                          output embedding: the logit a written vector adds to
-                                            each token (the paper's ``E``)
-``W_E``    ``W_Eᵀ``                         input embedding: how strongly a read vector responds
-                                            to each token's embedding
-``pinv``   ``pinv(W_U)ᵀ``                   the paper's exact read side ``E'ᵀ`` (``E E' = I``):
-                                            coordinates such that ``x = scores @ W_Uᵀ`` would
-                                            rebuild ``x``; dense, not top-k friendly
-``pinv_W_E`` ``pinv(W_Eᵀ)ᵀ``                the same with the input embedding
-``readout`` final norm, then ``W_U``, ``b_U`` logit lens: what the model itself would predict if
-                                            ``x`` were the final residual (not linear: no pairs)
-========== ================================ ==========================================================
+- ``W_U``: matrix ``W_U``. Output embedding: the logit a written vector adds to each token (the
+  paper's ``E``).
+- ``W_E``: matrix ``W_Eᵀ``. Input embedding: how strongly a read vector responds to each token's
+  embedding.
+- ``pinv``: matrix ``pinv(W_U)ᵀ``. The paper's exact read side ``E'ᵀ`` (``E E' = I``):
+  coordinates such that ``x = scores @ W_Uᵀ`` would rebuild ``x``; dense, not top-k friendly.
+- ``pinv_W_E``: matrix ``pinv(W_Eᵀ)ᵀ``. The same with the input embedding.
+- ``readout``: final norm, then ``W_U`` and ``b_U``. Logit lens: what the model itself would
+  predict if ``x`` were the final residual (not linear: no pairs).
 
 A per-layer *transport* ``f(layer, vectors, side) -> vectors`` is applied before the basis: plug
 in a tuned lens translator or a Jacobian lens to carry a layer-``l`` vector to the final layer.
@@ -72,7 +67,8 @@ class Basis:
         """Raise BasisError if this basis is not linear."""
         if not self.linear:
             raise BasisError(
-                f"{what} needs a linear basis, but {self.name!r} applies the final norm and a bias; "
+                f"{what} needs a linear basis, but {self.name!r} applies the final norm and a "
+                "bias; "
                 "use 'W_U', 'W_E' or 'pinv' for token pairs"
             )
 
@@ -100,7 +96,7 @@ def _pinv_t(matrix: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
-    """Build a named basis for ``view`` (or accept a ready Basis or a ``[d_model, d_vocab]`` tensor)."""
+    """Build a named basis for ``view`` (or accept a Basis or a ``[d_model, d_vocab]`` tensor)."""
     if isinstance(name, Basis):
         return name
     if isinstance(name, Tensor):
@@ -128,7 +124,9 @@ def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
             bias=b_U.float() if has_bias else None,
             pre=view.final_norm,
         )
-    raise BasisError(f"unknown basis {name!r}; expected one of: {', '.join(BASIS_NAMES)}, a Basis or a tensor")
+    raise BasisError(
+        f"unknown basis {name!r}; expected one of: {', '.join(BASIS_NAMES)}, a Basis or a tensor"
+    )
 
 
 class EmbeddingSpace:
@@ -161,8 +159,11 @@ class EmbeddingSpace:
 
     @classmethod
     def paper(cls, model: Any, *, exact: bool = False, **kwargs: Any) -> "EmbeddingSpace":
-        """The bases of Dar et al., Table 1: ``E = W_U`` on both sides (approximate, used for every
-        figure of the paper) or the right inverse ``E'`` on the read side (``exact=True``)."""
+        """The bases of Dar et al., Table 1.
+
+        ``E = W_U`` on both sides (approximate, used for every figure of the paper) or the right
+        inverse ``E'`` on the read side (``exact=True``).
+        """
         return cls(model, read="pinv" if exact else "W_U", write="W_U", **kwargs)
 
     def basis(self, side: str) -> Basis:
@@ -193,7 +194,7 @@ class EmbeddingSpace:
         *,
         purpose: str = "a factored vocab x vocab circuit",
     ) -> Float[Tensor, "d_vocab rank"]:
-        """``Bᵀ carry(factor)``: one factor of a d_model x d_model circuit, brought to the vocabulary.
+        """``Bᵀ carry(factor)``: one factor of a d_model x d_model circuit, in vocabulary space.
 
         A circuit ``A Bᵀ`` (e.g. ``W_V W_O`` or ``W_Q W_Kᵀ``) becomes the vocab x vocab matrix
         ``vocab_factor(A, ...) @ vocab_factor(B, ...)ᵀ``, which is only ever used factored.
@@ -212,9 +213,14 @@ class EmbeddingSpace:
         return {
             "read_basis": self.read.name,
             "write_basis": self.write.name,
-            "transport": "none" if self.transport is None else getattr(self.transport, "__name__", repr(self.transport)),
+            "transport": "none"
+            if self.transport is None
+            else getattr(self.transport, "__name__", repr(self.transport)),
         }
 
     def __repr__(self) -> str:
         d = self.describe()
-        return f"EmbeddingSpace({self.view!r}, read={d['read_basis']}, write={d['write_basis']}, transport={d['transport']})"
+        return (
+            f"EmbeddingSpace({self.view!r}, read={d['read_basis']}, write={d['write_basis']}, "
+            f"transport={d['transport']})"
+        )

@@ -140,7 +140,9 @@ def decode_tokens(tokenizer: Any, ids: Iterable[int] | Tensor) -> list[str]:
     """
     if isinstance(ids, Tensor):
         if ids.ndim > 1:
-            raise InvalidArgumentError(f"decode_tokens takes a 1-D list of ids, got shape {tuple(ids.shape)}")
+            raise InvalidArgumentError(
+                f"decode_tokens takes a 1-D list of ids, got shape {tuple(ids.shape)}"
+            )
         ids = ids.reshape(-1).tolist()
     ids = [int(i) for i in ids]
     size = len(tokenizer)

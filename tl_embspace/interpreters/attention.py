@@ -51,7 +51,13 @@ def _sub_heads(
     tag = "KV" if grouped else "H"
     labels = [f"L{layer}.{tag}{h}.{name}[{j}]" for h in head_ids for j in range(spec.d_head)]
     return project_vectors(
-        space, vectors, side=side, interpreter=name, labels=labels, layer=layer, k=k,
+        space,
+        vectors,
+        side=side,
+        interpreter=name,
+        labels=labels,
+        layer=layer,
+        k=k,
         token_filter=token_filter,
         note="K/V sub-heads are indexed by key/value head" if grouped else "",
     )
@@ -161,8 +167,17 @@ def qk_pairs(
     lw = space.view.layer(layer)
     h = select_one(head, space.view.spec.n_heads, "head")
     return project_pairs(
-        space, lw.W_Q[h], lw.W_K[h], left_side="read", right_side="read", interpreter="qk_pairs",
-        label=f"L{layer}.H{h}.qk", layer=layer, head=h, k=k, token_filter=token_filter,
+        space,
+        lw.W_Q[h],
+        lw.W_K[h],
+        left_side="read",
+        right_side="read",
+        interpreter="qk_pairs",
+        label=f"L{layer}.H{h}.qk",
+        layer=layer,
+        head=h,
+        k=k,
+        token_filter=token_filter,
         note=QK_NOTE,
     )
 
@@ -188,12 +203,26 @@ def ov_pairs(
     lw = space.view.layer(layer)
     h = select_one(head, space.view.spec.n_heads, "head")
     return project_pairs(
-        space, lw.W_V[h], lw.W_O[h].T, left_side="read", right_side="write",
-        interpreter="ov_pairs", label=f"L{layer}.H{h}.ov", layer=layer, head=h, k=k,
-        token_filter=token_filter, note=OV_NOTE,
+        space,
+        lw.W_V[h],
+        lw.W_O[h].T,
+        left_side="read",
+        right_side="write",
+        interpreter="ov_pairs",
+        label=f"L{layer}.H{h}.ov",
+        layer=layer,
+        head=h,
+        k=k,
+        token_filter=token_filter,
+        note=OV_NOTE,
     )
 
 
 __all__ = [
-    "query_subheads", "key_subheads", "value_subheads", "output_subheads", "qk_pairs", "ov_pairs",
+    "query_subheads",
+    "key_subheads",
+    "value_subheads",
+    "output_subheads",
+    "qk_pairs",
+    "ov_pairs",
 ]

@@ -59,12 +59,24 @@ def direction(
     )
     if len(labels) != len(vectors):
         raise InvalidArgumentError(f"got {len(labels)} labels for {len(vectors)} vectors")
-    return project_vectors(space, vectors, side=side, interpreter="direction", labels=labels,
-                           layer=layer, k=k, token_filter=token_filter)
+    return project_vectors(
+        space,
+        vectors,
+        side=side,
+        interpreter="direction",
+        labels=labels,
+        layer=layer,
+        k=k,
+        token_filter=token_filter,
+    )
 
 
 @register_interpreter(
-    "bias", produces="vectors", indexed_by="parameter", side="write", scope="layer",
+    "bias",
+    produces="vectors",
+    indexed_by="parameter",
+    side="write",
+    scope="layer",
     requires=("b_O|b_out",),
 )
 def bias(
@@ -96,8 +108,14 @@ def bias(
             f"layer {layer} of {space.view.spec.model_name} has no b_O or b_out"
         )
     return project_vectors(
-        space, torch.stack([b for _, b in named]), side="write", interpreter="bias",
-        labels=[f"L{layer}.{n}" for n, _ in named], layer=layer, k=k, token_filter=token_filter,
+        space,
+        torch.stack([b for _, b in named]),
+        side="write",
+        interpreter="bias",
+        labels=[f"L{layer}.{n}" for n, _ in named],
+        layer=layer,
+        k=k,
+        token_filter=token_filter,
     )
 
 
@@ -139,8 +157,14 @@ def embedding(
     unit = E / E.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     cosine = EmbeddingSpace(view, read=unit.T, write=unit.T, tokenizer=space.tokenizer)
     return project_vectors(
-        cosine, unit[ids], side="write", interpreter="embedding",
-        labels=[f"{matrix}[{i}]" for i in ids], layer=None, k=k, token_filter=token_filter,
+        cosine,
+        unit[ids],
+        side="write",
+        interpreter="embedding",
+        labels=[f"{matrix}[{i}]" for i in ids],
+        layer=None,
+        k=k,
+        token_filter=token_filter,
         note=f"cosine similarity between {matrix} embeddings",
     )
 
@@ -154,9 +178,7 @@ def _token_ids(space: EmbeddingSpace, tokens: Any, d_vocab: int) -> list[int]:
                 raise BasisError("token strings need a tokenizer; pass token ids or tokenizer=...")
             found = space.tokenizer.convert_tokens_to_ids(t)
             unk = getattr(space.tokenizer, "unk_token_id", None)
-            if found is None or (
-                found == unk and t != getattr(space.tokenizer, "unk_token", None)
-            ):
+            if found is None or (found == unk and t != getattr(space.tokenizer, "unk_token", None)):
                 raise BasisError(
                     f"token {t!r} is not in the vocabulary "
                     "(use the tokenizer's own spelling, e.g. 'Ġthe')"

@@ -53,7 +53,11 @@ def _ff(
 
 
 @register_interpreter(
-    "ff_key", produces="vectors", indexed_by="neuron", side="read", scope="layer",
+    "ff_key",
+    produces="vectors",
+    indexed_by="neuron",
+    side="read",
+    scope="layer",
     requires=("W_in",),
 )
 def ff_key(
@@ -79,12 +83,17 @@ def ff_key(
     Returns:
         One row per neuron, labelled ``L{layer}.ff_key[{i}]``.
     """
-    return _ff(source, basis, layer, neurons, k, token_filter, weight="W_in", side="read",
-               name="ff_key")
+    return _ff(
+        source, basis, layer, neurons, k, token_filter, weight="W_in", side="read", name="ff_key"
+    )
 
 
 @register_interpreter(
-    "ff_gate", produces="vectors", indexed_by="neuron", side="read", scope="layer",
+    "ff_gate",
+    produces="vectors",
+    indexed_by="neuron",
+    side="read",
+    scope="layer",
     requires=("W_gate",),
 )
 def ff_gate(
@@ -100,12 +109,17 @@ def ff_gate(
 
     Args and result as :func:`ff_key`; a non-gated MLP raises ``MissingWeightError``.
     """
-    return _ff(source, basis, layer, neurons, k, token_filter, weight="W_gate", side="read",
-               name="ff_gate")
+    return _ff(
+        source, basis, layer, neurons, k, token_filter, weight="W_gate", side="read", name="ff_gate"
+    )
 
 
 @register_interpreter(
-    "ff_value", produces="vectors", indexed_by="neuron", side="write", scope="layer",
+    "ff_value",
+    produces="vectors",
+    indexed_by="neuron",
+    side="write",
+    scope="layer",
     requires=("W_out",),
 )
 def ff_value(
@@ -121,8 +135,17 @@ def ff_value(
 
     Args and result as :func:`ff_key` (rows labelled ``L{layer}.ff_value[{i}]``).
     """
-    return _ff(source, basis, layer, neurons, k, token_filter, weight="W_out", side="write",
-               name="ff_value")
+    return _ff(
+        source,
+        basis,
+        layer,
+        neurons,
+        k,
+        token_filter,
+        weight="W_out",
+        side="write",
+        name="ff_value",
+    )
 
 
 __all__ = ["ff_key", "ff_gate", "ff_value"]

@@ -38,7 +38,13 @@ Scope = Literal["layer", "head", "model"]
 
 PRODUCES: tuple[str, ...] = ("vectors", "pairs")
 INDEXED_BY: tuple[str, ...] = (
-    "neuron", "head", "kv_head", "component", "parameter", "token", "free",
+    "neuron",
+    "head",
+    "kv_head",
+    "component",
+    "parameter",
+    "token",
+    "free",
 )
 SIDES: tuple[str, ...] = ("read", "write", "read×read", "read×write", "per_call")
 SCOPES: tuple[str, ...] = ("layer", "head", "model")
@@ -83,7 +89,10 @@ class InterpreterSpec:
 
     def __post_init__(self) -> None:
         for attr, valid in (
-            ("produces", PRODUCES), ("indexed_by", INDEXED_BY), ("side", SIDES), ("scope", SCOPES),
+            ("produces", PRODUCES),
+            ("indexed_by", INDEXED_BY),
+            ("side", SIDES),
+            ("scope", SCOPES),
         ):
             value = getattr(self, attr)
             if value not in valid:

@@ -77,8 +77,15 @@ def _directions(
     idx = select(components, len(S), "components")
     flags = near_degenerate(S, degenerate_rtol)
     p = project_vectors(
-        space, vectors[idx], side=side, interpreter=name, labels=[labels[i] for i in idx],
-        layer=layer, k=k, token_filter=token_filter, note=note,
+        space,
+        vectors[idx],
+        side=side,
+        interpreter=name,
+        labels=[labels[i] for i in idx],
+        layer=layer,
+        k=k,
+        token_filter=token_filter,
+        note=note,
         extras={
             "singular_value": [float(S[i]) for i in idx],
             "near_degenerate": [flags[i] for i in idx],
@@ -119,8 +126,17 @@ def _head_svd(
     side, dirs = sides[which]
     labels = [f"L{layer}.H{h}.{circuit}.{which}[{c}]" for c in range(len(S))]
     return _directions(
-        space, dirs.T, S, side=side, name=f"svd_{circuit}", labels=labels, layer=layer,
-        components=components, k=k, token_filter=token_filter, degenerate_rtol=degenerate_rtol,
+        space,
+        dirs.T,
+        S,
+        side=side,
+        name=f"svd_{circuit}",
+        labels=labels,
+        layer=layer,
+        components=components,
+        k=k,
+        token_filter=token_filter,
+        degenerate_rtol=degenerate_rtol,
         note=f"{which} singular vectors of W_{circuit.upper()} (canonical sign; both signs shown)",
     )
 
@@ -158,13 +174,21 @@ def svd_ov(
         One row per component, with ``extras`` ``singular_value``, ``near_degenerate`` and
         ``sign``.
     """
-    return _head_svd(source, basis, layer, head, which, components, k, token_filter,
-                     degenerate_rtol, circuit="ov")
+    return _head_svd(
+        source,
+        basis,
+        layer,
+        head,
+        which,
+        components,
+        k,
+        token_filter,
+        degenerate_rtol,
+        circuit="ov",
+    )
 
 
-@register_interpreter(
-    "svd_qk", produces="vectors", indexed_by="head", side="read", scope="head"
-)
+@register_interpreter("svd_qk", produces="vectors", indexed_by="head", side="read", scope="head")
 def svd_qk(
     source: Source,
     *,
@@ -181,8 +205,18 @@ def svd_qk(
 
     Args and result as :func:`svd_ov`.
     """
-    return _head_svd(source, basis, layer, head, which, components, k, token_filter,
-                     degenerate_rtol, circuit="qk")
+    return _head_svd(
+        source,
+        basis,
+        layer,
+        head,
+        which,
+        components,
+        k,
+        token_filter,
+        degenerate_rtol,
+        circuit="qk",
+    )
 
 
 def _mlp_svd(
@@ -207,15 +241,27 @@ def _mlp_svd(
     dirs, side = (U.T, "read") if weight == "W_in" else (Vh, "write")
     labels = [f"L{layer}.{weight}.svd[{c}]" for c in range(len(S))]
     return _directions(
-        space, dirs.float(), S.float(), side=side, name=f"svd_{weight[2:]}", labels=labels,
-        layer=layer, components=components, k=k, token_filter=token_filter,
+        space,
+        dirs.float(),
+        S.float(),
+        side=side,
+        name=f"svd_{weight[2:]}",
+        labels=labels,
+        layer=layer,
+        components=components,
+        k=k,
+        token_filter=token_filter,
         degenerate_rtol=degenerate_rtol,
         note=f"d_model singular vectors of {weight} (canonical sign; both signs shown)",
     )
 
 
 @register_interpreter(
-    "svd_in", produces="vectors", indexed_by="component", side="read", scope="layer",
+    "svd_in",
+    produces="vectors",
+    indexed_by="component",
+    side="read",
+    scope="layer",
     requires=("W_in",),
 )
 def svd_in(
@@ -236,7 +282,11 @@ def svd_in(
 
 
 @register_interpreter(
-    "svd_out", produces="vectors", indexed_by="component", side="write", scope="layer",
+    "svd_out",
+    produces="vectors",
+    indexed_by="component",
+    side="write",
+    scope="layer",
     requires=("W_out",),
 )
 def svd_out(
