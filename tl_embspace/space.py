@@ -117,11 +117,11 @@ def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
     if name == "readout":
         W_U = _unembed(view)
         b_U = view.b_U
-        has_bias = b_U is not None and bool(b_U.abs().max() > 0)
+        bias = b_U.float() if b_U is not None and bool(b_U.abs().max() > 0) else None
         return Basis(
             "readout(final_norm, W_U, b_U)",
             W_U,
-            bias=b_U.float() if has_bias else None,
+            bias=bias,
             pre=view.final_norm,
         )
     raise BasisError(

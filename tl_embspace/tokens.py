@@ -76,7 +76,7 @@ def _surfaces(tokenizer: Any, ids: Sequence[int]) -> list[str | None]:
     lone = [i for i in existing if anchor is None or i in added]
     paired = [i for i in existing if anchor is not None and i not in added]
     texts: dict[int, str | None] = dict(_decode_each(tokenizer, lone))
-    if paired:
+    if paired and anchor is not None:  # paired is empty without an anchor
         # Decoders treat the first token specially (SentencePiece drops its space, WordPiece
         # keeps "##"), so decode each token after the anchor and strip the anchor's text.
         prefix = _decode(tokenizer, [[anchor]])[0]
@@ -334,10 +334,8 @@ class TokenFilter:
         return result
 
     @staticmethod
-    def _resolve(
-        items: tuple[str | int, ...], name: str, texts: tuple[str, ...], known: int
-    ) -> set[int]:
-        """Ids named by ``items``; every item must name at least one token."""
+    def _resolve(items: Any, name: str, texts: tuple[str, ...], known: int) -> set[int]:
+        """Ids named by ``items`` (a tuple after construction); each must name a token."""
         by_text: dict[str, list[int]] = {}
         for i, text in enumerate(texts[:known]):
             by_text.setdefault(text, []).append(i)
