@@ -1,11 +1,11 @@
+"""Shared fixtures. Tests are a package: helpers are imported relatively (``from . import tinymodels``)."""
+
 import os
-import sys
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-sys.path.insert(0, os.path.dirname(__file__))
 
 
 def _in_ci() -> bool:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 import torch
-import tinymodels as tm
+from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace.adapters import adapt

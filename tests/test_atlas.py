@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace.atlas import FORMAT, Atlas, AtlasWriter, check_output_folder, unembedding_hash

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tinymodels as tm
-from golden.make_golden import CASES, OPTIONS, pack
+from . import tinymodels as tm
+from .golden.make_golden import CASES, OPTIONS, pack
 
 from tl_embspace.atlas import FORMAT, Atlas
 from tl_embspace.job import interpret_model

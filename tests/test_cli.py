@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 
 from tl_embspace import cli, zoo
 from tl_embspace.space import BASIS_NAMES

@@ -9,7 +9,7 @@ raw vs folded weights.
 import functools
 
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 import torch
 
 import tl_embspace as te

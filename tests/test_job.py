@@ -1,7 +1,7 @@
 """The main job and the CLI, in-process, on a tiny model (the real model's run is a benchmark)."""
 
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace import cli

@@ -10,11 +10,11 @@ import re
 
 import pytest
 import torch
-from tl_embspace.analysis import copying_scores
 
 import tl_embspace as te
 from tl_embspace import zoo
 from tl_embspace.errors import ZooError
+from tl_embspace.interpreters import copying_scores
 
 pytestmark = pytest.mark.real
 

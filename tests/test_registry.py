@@ -3,7 +3,7 @@
 import inspect
 
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 import torch
 
 import tl_embspace as te

@@ -8,7 +8,7 @@ import dataclasses
 import tempfile
 
 import pytest
-import tinymodels as tm
+from . import tinymodels as tm
 import torch
 
 import tl_embspace as te

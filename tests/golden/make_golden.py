@@ -7,11 +7,10 @@ The committed ``job1-*.{npz,json}`` were made by the job as it was before the at
 Re-running this script with the current job would overwrite that reference: do not, unless
 the results are meant to change.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python tests/golden/make_golden.py
+    HF_HUB_OFFLINE=1 .venv/bin/python -m tests.golden.make_golden
 """
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -45,8 +44,7 @@ def pack(folder: Path, stem: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/, then the repo root
-    import tinymodels as tm
+    from tests import tinymodels as tm
 
     from tl_embspace.job import interpret_model
 
