@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 LAYER_FIELDS = (
     "resid_pre",
     "attn_in",
+    "q",
+    "k",
     "pattern",
     "attn_out",
     "mlp_in",
@@ -36,8 +38,12 @@ class HookNames:
         resid_pre: The residual stream entering block ``layer`` ``[batch, pos, d_model]``.
         attn_in: The input attention reads ``[batch, pos, d_model]``: the output of ``ln1`` in
             a pre-norm model, the residual itself in a post-norm one (BERT). See
-            ``norm_after``: on ``HookedTransformer`` this hook fires before ``ln1``'s weight and
-            bias are applied.
+            ``norm_after``: in a pre-norm model this hook fires before ``ln1``'s weight and bias
+            are applied (``ln1.hook_normalized``, on both backends).
+        q: Queries ``[batch, pos, n_heads, d_head]``: ``attn_in @ W_Q + b_Q``, before rotary and
+            before any per-head q-norm (Qwen3, OLMo-2, Gemma-3: see ``spec.qk_norm``).
+        k: Keys ``[batch, pos, n_kv_heads, d_head]`` (grouped): ``attn_in @ W_K_grouped +
+            b_K_grouped``, before rotary and any k-norm.
         pattern: The attention pattern ``[batch, n_heads, query_pos, key_pos]`` (after softmax;
             rows sum to one).
         attn_out: Attention's output as added to the residual ``[batch, pos, d_model]``: after
@@ -62,11 +68,15 @@ class HookNames:
         norm_after: ``(field, norm)`` pairs for hooks that fire *before* a norm's own weight and
             bias: the sublayer reads ``hooked * w + b`` with ``w, b`` the layer's
             ``{norm}_w``/``{norm}_b`` in the view's *raw* ``LayerWeights`` (``None`` once folded).
-            Empty on the bridge, whose norm hooks fire after the weights.
+            Pre-norm models: ``attn_in`` reads ``ln1``, ``mlp_in`` reads ``ln2`` (``ln1`` in a
+            parallel block with one shared norm); BERT: ``mlp_in`` reads ``ln1``. A field not
+            listed is the sublayer's input as is.
     """
 
     resid_pre: str | None
     attn_in: str | None
+    q: str | None
+    k: str | None
     pattern: str | None
     attn_out: str | None
     mlp_in: str | None
@@ -115,23 +125,43 @@ class HookNames:
 def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:
     """``TransformerBridge`` names (TransformerLens 3.x and 4.x).
 
-    The bridge's norm hooks fire after the norm's weights, so nothing needs re-applying. In the
-    bridge's BERT, ``attn.hook_out`` fires after the post-attention norm and the residual add,
-    so attention's own output is read at the output projection ``attn.o.hook_out``.
+    Norm inputs are read at ``hook_normalized`` (after normalising, before the norm's weight and
+    bias), like ``HookedTransformer``, so a check that re-applies the view's norm weights checks
+    them too. In the bridge's BERT, ``attn.hook_out`` fires after the post-attention norm and the
+    residual add, so attention's own output is read at the output projection ``attn.o.hook_out``;
+    its MLP fires no ``mlp.hook_in`` on 3.x.
     """
     del n_layers  # the bridge names the final norm's input directly
+    if encoder:
+        return HookNames(
+            resid_pre="blocks.{layer}.hook_resid_pre",
+            attn_in="blocks.{layer}.hook_resid_pre",
+            q="blocks.{layer}.attn.hook_q",
+            k="blocks.{layer}.attn.hook_k",
+            pattern="blocks.{layer}.attn.hook_pattern",
+            attn_out="blocks.{layer}.attn.o.hook_out",
+            mlp_in="blocks.{layer}.ln1.hook_normalized",
+            mlp_pre="blocks.{layer}.mlp.hook_pre",
+            mlp_post="blocks.{layer}.mlp.hook_post",
+            mlp_out="blocks.{layer}.hook_mlp_out",
+            resid_post="blocks.{layer}.hook_resid_post",
+            final_resid="mlm_head.hook_in",
+            norm_after=(("mlp_in", "ln1"),),
+        )
     return HookNames(
         resid_pre="blocks.{layer}.hook_resid_pre",
-        attn_in="blocks.{layer}.attn.hook_in",
+        attn_in="blocks.{layer}.ln1.hook_normalized",
+        q="blocks.{layer}.attn.hook_q",
+        k="blocks.{layer}.attn.hook_k",
         pattern="blocks.{layer}.attn.hook_pattern",
-        attn_out="blocks.{layer}.attn.o.hook_out" if encoder else "blocks.{layer}.hook_attn_out",
-        # The bridge's BERT MLP fires no mlp.hook_in on 3.x; its W_in projection's input is it.
-        mlp_in="blocks.{layer}.mlp.in.hook_in" if encoder else "blocks.{layer}.mlp.hook_in",
+        attn_out="blocks.{layer}.hook_attn_out",
+        mlp_in="blocks.{layer}.ln2.hook_normalized",
         mlp_pre="blocks.{layer}.mlp.hook_pre",
         mlp_post="blocks.{layer}.mlp.hook_post",
         mlp_out="blocks.{layer}.hook_mlp_out",
         resid_post="blocks.{layer}.hook_resid_post",
-        final_resid="mlm_head.hook_in" if encoder else "ln_final.hook_in",
+        final_resid="ln_final.hook_in",
+        norm_after=(("attn_in", "ln1"), ("mlp_in", "ln2")),
     )
 
 
@@ -145,6 +175,8 @@ def hooked_transformer_hook_names(n_layers: int) -> HookNames:
     return HookNames(
         resid_pre="blocks.{layer}.hook_resid_pre",
         attn_in="blocks.{layer}.ln1.hook_normalized",
+        q="blocks.{layer}.attn.hook_q",
+        k="blocks.{layer}.attn.hook_k",
         pattern="blocks.{layer}.attn.hook_pattern",
         attn_out="blocks.{layer}.hook_attn_out",
         mlp_in="blocks.{layer}.ln2.hook_normalized",
@@ -167,6 +199,8 @@ def hooked_encoder_hook_names(n_layers: int) -> HookNames:
     return HookNames(
         resid_pre="blocks.{layer}.hook_resid_pre",
         attn_in="blocks.{layer}.hook_resid_pre",
+        q="blocks.{layer}.attn.hook_q",
+        k="blocks.{layer}.attn.hook_k",
         pattern="blocks.{layer}.attn.hook_pattern",
         attn_out="blocks.{layer}.hook_attn_out",
         mlp_in="blocks.{layer}.ln1.hook_normalized",
