@@ -1,0 +1,15 @@
+"""GPT-NeoX (Pythia): parallel attention and MLP, each with its own LayerNorm; partial rotary."""
+
+from . import Family, add
+
+NEOX = add(
+    Family(
+        name="neox",
+        architectures=frozenset({"GPTNeoXForCausalLM"}),
+        understands=frozenset({"parallel_attn_mlp"}),
+        notes=(
+            "Parallel attention and MLP (each reads the block's input through its own norm); "
+            "partial rotary (positions only: QK pairs are content-only)."
+        ),
+    )
+)
