@@ -5,6 +5,7 @@ The bridge wraps a Hugging Face model and exposes TransformerLens-layout weights
 for GQA models; we expand them once, in ``make_layer``.
 """
 
+from dataclasses import replace
 from typing import Any
 
 from ..errors import UnsupportedModelError
@@ -16,10 +17,15 @@ from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_f
 
 
 def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
-    """(weight, bias) of a bridged norm: RMSNorm has no bias."""
+    """(weight, bias) of a bridged norm: RMSNorm has no bias; a norm without parameters
+    (OLMo's non-parametric LayerNorm, LayerNorm without bias) gives None for the missing ones.
+    """
     if module is None:
         return None, None
-    return module.weight, (module.bias if norm_type == "LN" else None)
+    inner = getattr(module, "original_component", module)
+    weight = getattr(inner, "weight", None)
+    bias = getattr(inner, "bias", None) if norm_type == "LN" else None
+    return weight, bias
 
 
 class BridgeView(WeightView):
@@ -30,6 +36,7 @@ class BridgeView(WeightView):
         architecture = str(cfg.architecture or type(model.original_model).__name__)
         family = accept(cfg, architecture)
         self._model = model
+        self._family = family
         is_encoder = family.is_encoder
         # The bridge boots with raw Hugging Face weights; enable_compatibility_mode() (or
         # process_weights()) folds and centres them in place and records it in this flag.
@@ -51,7 +58,11 @@ class BridgeView(WeightView):
     @property
     def hook_names(self) -> HookNames:
         """Bridge hook names (see ``hooks.bridge_hook_names``)."""
-        return bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        names = bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        if self._family.shared_norm:
+            # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
+            names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
+        return names
 
     def _check_layout(self) -> None:
         """Refuse a bridge whose per-head tensors do not have the configured shapes, on every layer.
@@ -82,12 +93,12 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
-            has_qk_norm = "q_norm" in attn._modules or "k_norm" in attn._modules
-            if has_qk_norm != s.qk_norm:
+            norms = {n for n in ("q_norm", "k_norm") if n in attn._modules}
+            if norms != ({"q_norm", "k_norm"} if s.qk_norm else set()):
                 raise UnsupportedModelError(
-                    f"{s.architecture}: blocks[{layer}].attn "
-                    f"{'has' if has_qk_norm else 'lacks'} q_norm/k_norm but family "
-                    f"{s.family!r} declares qk_norm={s.qk_norm}"
+                    f"{s.architecture}: blocks[{layer}].attn has q/k norms {sorted(norms)} but "
+                    f"family {s.family!r} declares qk_norm={s.qk_norm}; this layout is not "
+                    "supported"
                 )
 
     def _read_globals(self) -> GlobalWeights:
@@ -122,6 +133,14 @@ class BridgeView(WeightView):
         attn, mlp = block.attn, block._modules.get("mlp")
         ln1_w, ln1_b = _norm(block.ln1, s.norm_type)
         ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
+        if self._family.shared_norm:
+            if "ln2" in block._modules:
+                raise UnsupportedModelError(
+                    f"{s.architecture}: family {s.family!r} declares one shared norm per block "
+                    f"but blocks[{layer}] has an ln2"
+                )
+            # One convention on both backends (HookedTransformer copies the shared norm to ln2).
+            ln2_w, ln2_b = ln1_w, ln1_b
         q_norm_w = k_norm_w = None
         if s.qk_norm:
             q_norm_w, k_norm_w = attn.q_norm.weight, attn.k_norm.weight
@@ -136,6 +155,9 @@ class BridgeView(WeightView):
             b_V_grouped=attn.b_V,
             b_O=attn.b_O,
             **mlp_fields(mlp, s.gated_mlp),
+            # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds a
+            # LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
+            b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
             ln1_w=ln1_w,
             ln1_b=ln1_b,
             ln2_w=ln2_w,

@@ -127,10 +127,16 @@ class FoldedView(WeightView):
         is_ln = self.spec.norm_type == "LN"
         f = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in lw.__dict__.items()}
 
-        def read(w: Tensor | None, ln_w: Tensor | None, ln_b: Tensor | None, b: Tensor | None):
+        def read(
+            w: Tensor | None,
+            ln_w: Tensor | None,
+            ln_b: Tensor | None,
+            b: Tensor | None,
+            center: bool = is_ln,
+        ):
             if w is None:
                 return None, b
-            return _center_read(_scale_rows(w, ln_w), is_ln), _bias_through(w, ln_b, b)
+            return _center_read(_scale_rows(w, ln_w), center), _bias_through(w, ln_b, b)
 
         # The MLP reads ln2's output, also in parallel blocks (GPT-NeoX has its own ln2); only a
         # parallel block without an ln2 (GPT-J on the bridge, one shared norm) reuses ln1.
@@ -140,15 +146,10 @@ class FoldedView(WeightView):
         W_Kg, b_Kg = read(f["W_K_grouped"], f["ln1_w"], f["ln1_b"], f["b_K_grouped"])
         W_Vg, b_Vg = read(f["W_V_grouped"], f["ln1_w"], f["ln1_b"], f["b_V_grouped"])
         W_in, b_in = read(f["W_in"], mlp_ln_w, mlp_ln_b, f["b_in"])
-        W_gate, _ = read(f["W_gate"], mlp_ln_w, mlp_ln_b, None)
+        # TransformerLens does not centre W_gate (equivalent under LayerNorm); neither do we, so
+        # folded() equals its processed weights. LayerNorm's bias reaches the gate as b_gate.
+        W_gate, b_gate = read(f["W_gate"], mlp_ln_w, mlp_ln_b, f["b_gate"], False)
         W_O, b_O, W_out, b_out = f["W_O"], f["b_O"], f["W_out"], f["b_out"]
-        # Per-head q/k norm gains act on the projection's output (d_head axis): fold them in.
-        if f["q_norm_w"] is not None:
-            W_Q = W_Q * f["q_norm_w"]
-            b_Q = None if b_Q is None else b_Q * f["q_norm_w"]
-        if f["k_norm_w"] is not None:
-            W_Kg = W_Kg * f["k_norm_w"]
-            b_Kg = None if b_Kg is None else b_Kg * f["k_norm_w"]
         experts, W_router = None, None
         if lw.experts is not None:
             experts = tuple(self._fold_expert(e, mlp_ln_w, mlp_ln_b, read) for e in lw.experts)
@@ -178,6 +179,7 @@ class FoldedView(WeightView):
             b_O=b_O,
             W_in=W_in,
             W_gate=W_gate,
+            b_gate=b_gate,
             W_out=W_out,
             b_in=b_in,
             b_out=b_out,
@@ -185,6 +187,10 @@ class FoldedView(WeightView):
             ln1_b=None,
             ln2_w=None,
             ln2_b=None,
+            # Per-head q/k norms stay: their gains act after a per-head normalisation, so they
+            # do not fold into W_Q/W_K (TransformerLens keeps them too); see W_Q_qk.
+            q_norm_w=f["q_norm_w"],
+            k_norm_w=f["k_norm_w"],
             experts=experts,
             W_router=W_router,
         )
@@ -194,7 +200,7 @@ class FoldedView(WeightView):
     ) -> MLPWeights:
         """One expert's MLP with the MLP norm folded into its read side."""
         W_in, b_in = read(e.W_in.float(), ln_w, ln_b, None if e.b_in is None else e.b_in.float())
-        W_gate, _ = read(None if e.W_gate is None else e.W_gate.float(), ln_w, ln_b, None)
+        W_gate, _ = read(None if e.W_gate is None else e.W_gate.float(), ln_w, ln_b, None, False)
         W_out = e.W_out.float()
         b_out = None if e.b_out is None else e.b_out.float()
         if self._center_write:

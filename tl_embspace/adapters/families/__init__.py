@@ -148,7 +148,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gpt2, llama, native, neox, refused  # noqa: E402, F401
+from . import bert, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

@@ -5,7 +5,17 @@ from . import Family, add
 GPT2 = add(
     Family(
         name="gpt2",
-        architectures=frozenset({"GPT2LMHeadModel"}),
-        notes="LayerNorm, learned absolute positions (W_pos), GELU MLP with biases.",
+        architectures=frozenset(
+            {
+                "GPT2LMHeadModel",
+                "GPTBigCodeForCausalLM",
+                "GPTNeoForCausalLM",
+                "Jais2ForCausalLM",
+            }
+        ),
+        notes=(
+            "LayerNorm; learned absolute positions (W_pos) where the model has them (GPT-Neo, "
+            "BigCode MQA, Jais-2); plain (non-gated) MLP."
+        ),
     )
 )

@@ -12,7 +12,18 @@ LLAMA = add(
     Family(
         name="llama",
         architectures=frozenset(
-            {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+            {
+                "LlamaForCausalLM",
+                "MistralForCausalLM",
+                "Ministral3ForCausalLM",
+                "Qwen2ForCausalLM",
+                "SeedOssForCausalLM",
+                "SmolLM3ForCausalLM",
+                "Ernie4_5ForCausalLM",
+                "ArceeForCausalLM",
+                "Phi3ForCausalLM",
+                "Starcoder2ForCausalLM",
+            }
         ),
         notes="RMSNorm, rotary, SwiGLU, GQA/MQA (K/V expanded with repeat_interleave).",
     )
@@ -21,7 +32,7 @@ LLAMA = add(
 QWEN3 = add(
     Family(
         name="qwen3",
-        architectures=frozenset({"Qwen3ForCausalLM"}),
+        architectures=frozenset({"Qwen3ForCausalLM", "HunYuanDenseV1ForCausalLM"}),
         qk_norm=True,
         understands=frozenset({"use_qk_norm"}),
         notes=(

@@ -13,3 +13,21 @@ NEOX = add(
         ),
     )
 )
+
+PARALLEL_SHARED_NORM = add(
+    Family(
+        name="parallel-shared-norm",
+        architectures=frozenset(
+            {
+                "GPTJForCausalLM",
+                "PhiForCausalLM",
+            }
+        ),
+        understands=frozenset({"parallel_attn_mlp"}),
+        shared_norm=True,
+        notes=(
+            "Parallel attention and MLP reading one shared norm (reported as both ln1 and ln2, "
+            "as HookedTransformer does); partial rotary (positions only)."
+        ),
+    )
+)
