@@ -12,7 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .adapters import LayerWeights, ModelSpec, WeightView, adapt
+from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .atlas import Atlas
 from .errors import (
     AtlasError,
@@ -102,6 +102,7 @@ __all__ = [
     "TokenFilter",
     "Registry",
     "ModelSpec",
+    "ModelFacts",
     "WeightView",
     "LayerWeights",
     "VectorProjection",
