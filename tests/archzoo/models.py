@@ -334,7 +334,7 @@ def _seed(name: str) -> int:
     return sum(map(ord, name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_dir() -> str:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -385,7 +385,7 @@ def hf_model(name: str) -> Any:
     return model.float().eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hf_dir(name: str) -> str:
     """Build the tiny model and save it with the tokenizer; return the folder.
 
@@ -408,7 +408,9 @@ def bridge(name: str, processed: bool = False) -> Any:
     """The tiny model as a ``TransformerBridge`` (raw weights unless ``processed``)."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    b = TransformerBridge.boot_transformers(hf_dir(name), tokenizer=tokenizer(), dtype=torch.float32)
+    b = TransformerBridge.boot_transformers(
+        hf_dir(name), tokenizer=tokenizer(), dtype=torch.float32
+    )
     if processed:
         b.enable_compatibility_mode(disable_warnings=True)
     return b.eval()

@@ -1,0 +1,426 @@
+"""Hook-verified checks: does a weight view reproduce the model's own forward pass?
+
+``verify(model)`` adapts the model and, on one seeded random token sequence, records with
+TransformerLens hooks (names from ``view.hook_names``, all removed when the run ends) each
+layer's normalised attention input, attention pattern and attention output, the normalised MLP
+input and MLP output, the final residual and the logits. It then rebuilds, in float32, from the
+VIEW's weights only:
+
+* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the norm's
+  output (the hooked normalised input times the view's ``ln1_w`` plus ``ln1_b``; query head
+  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
+* ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
+  ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``;
+* ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
+* ``folded_eq_tl``: ``adapt(model).folded()`` against ``adapt`` of a deep copy that
+  TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``).
+
+Each check ends as a ``Status``: pass, fail (with the deviation), refused (the library raised
+``UnsupportedModelError``, with its message) or n/a (with the reason).
+"""
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import tl_embspace
+from tl_embspace.errors import EmbSpaceError
+
+CHECKS = ("adapts", "attention", "mlp", "logit_lens", "folded_eq_tl")
+RTOL = 1e-4  # max |got - expected| allowed, relative to max(1, max |expected|)
+SEQ_LEN = 12
+
+
+@dataclass(frozen=True)
+class Status:
+    """Outcome of one check: ``kind`` is "pass", "fail", "refused" or "n/a"."""
+
+    kind: str
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True unless the check failed: a refusal is an answer, a failure is a defect."""
+        return self.kind != "fail"
+
+    def cell(self) -> str:
+        """The table cell: ✓, ✗ reason, refused: reason, n/a: reason."""
+        reason = self.reason.replace("|", "\\|").replace("\n", " ")
+        if self.kind == "pass":
+            return "✓" + (f" ({reason})" if reason else "")
+        if self.kind == "fail":
+            return f"✗ {reason}"
+        return f"{self.kind}: {reason}"
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON-ready dict."""
+        return {"kind": self.kind, "reason": self.reason}
+
+
+def passed(note: str = "") -> Status:
+    """A passing check, with an optional note (e.g. which layers were refused)."""
+    return Status("pass", note)
+
+
+def failed(reason: str) -> Status:
+    """A failing check: the weights do not reproduce the forward pass, or a bare error."""
+    return Status("fail", reason)
+
+
+def refused(reason: str) -> Status:
+    """The library refused, with UnsupportedModelError (an acceptable answer)."""
+    return Status("refused", reason)
+
+
+def not_applicable(reason: str) -> Status:
+    """The check does not apply to this model."""
+    return Status("n/a", reason)
+
+
+def _short(e: BaseException, limit: int = 160) -> str:
+    msg = " ".join(str(e).split())
+    msg = msg if len(msg) <= limit else msg[: limit - 1] + "…"
+    return f"{type(e).__name__}: {msg}"
+
+
+def _refusal(e: BaseException, limit: int = 160) -> str:
+    msg = " ".join(str(e).split())
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def deviation(got: Tensor, expected: Tensor) -> float:
+    """Max |got - expected| / max(1, max |expected|), in float64 to keep it honest."""
+    got, expected = got.double(), expected.double()
+    if got.shape != expected.shape and got.numel() == expected.numel():
+        # Some families run their MLP on flattened [batch * pos, d] rows (OPT).
+        expected = expected.reshape(got.shape)
+    if got.shape != expected.shape:
+        return float("inf")
+    scale = max(1.0, expected.abs().max().item())
+    return (got - expected).abs().max().item() / scale
+
+
+# -- hook names ------------------------------------------------------------------------------
+def hook_names(view: Any) -> Any:
+    """The adapter's hook names (``view.hook_names``): the harness never invents its own."""
+    names = getattr(view, "hook_names", None)
+    if names is None:
+        raise AttributeError(
+            f"{type(view).__name__} has no hook_names: the adapter must declare which hooks "
+            "carry its sublayers' inputs and outputs"
+        )
+    return names
+
+
+def _at(names: Any, field: str, layer: int | None = None) -> str:
+    if layer is None:
+        return getattr(names, field)
+    return names.at(field, layer)
+
+
+# -- the checks --------------------------------------------------------------------------------
+def _tokens(view: Any, seed: int) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    high = min(view.spec.d_vocab, 128)
+    return torch.randint(4, high, (1, SEQ_LEN), generator=g)
+
+
+def _record(model: Any, tokens: Tensor, wanted: set[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Logits and the wanted hook values; run_with_cache removes its hooks when it returns."""
+    present = wanted & set(model.hook_dict)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in present)
+    return logits, {k: cache[k].detach().float() for k in present}
+
+
+def _affine(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+    if w is not None:
+        x = x * w.float()
+    if b is not None:
+        x = x + b.float()
+    return x
+
+
+def _normed(view: Any, x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+    """The norm's output from its hooked normalised input and the view's norm weights."""
+    if view.spec.norm_placement != "pre":
+        return x
+    return _affine(x, w, b)
+
+
+def _f(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.float()
+
+
+def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
+    """'' when the view's OV weights rebuild the hooked attention output, else the deviation."""
+    x = _normed(view, cache[_at(names, "attn_in", layer)], lw.ln1_w, lw.ln1_b)
+    pattern = cache[_at(names, "pattern", layer)]
+    v = torch.einsum("bpd,hde->bphe", x, lw.W_V.float())
+    if lw.b_V is not None:
+        v = v + lw.b_V.float()
+    z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+    out = torch.einsum("bqhe,hem->bqm", z, lw.W_O.float())
+    if lw.b_O is not None:
+        out = out + lw.b_O.float()
+    dev = deviation(out, cache[_at(names, "attn_out", layer)])
+    return "" if dev <= RTOL else f"layer {layer}: attention output off by {dev:.2e}"
+
+
+def _activation(name: str) -> Callable[[Tensor], Tensor]:
+    from transformers.activations import ACT2FN
+
+    aliases = {"swish": "silu", "gelu_tanh": "gelu_pytorch_tanh"}
+    name = aliases.get(name, name)
+    if name not in ACT2FN:
+        raise KeyError(f"unknown activation {name!r}")
+    return ACT2FN[name]
+
+
+def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
+    """'' when the view's MLP weights rebuild the hooked MLP output, else the deviation."""
+    shared = view.spec.parallel_attn_mlp and lw.ln2_w is None
+    ln_w, ln_b = (lw.ln1_w, lw.ln1_b) if shared else (lw.ln2_w, lw.ln2_b)
+    x = _normed(view, cache[_at(names, "mlp_in", layer)], ln_w, ln_b)
+    act = _activation(view.spec.act_fn)
+    pre = x @ lw.W_in.float()
+    if lw.b_in is not None:
+        pre = pre + lw.b_in.float()
+    post = act(x @ lw.W_gate.float()) * pre if lw.W_gate is not None else act(pre)
+    out = post @ lw.W_out.float()
+    if lw.b_out is not None:
+        out = out + lw.b_out.float()
+    dev = deviation(out, cache[_at(names, "mlp_out", layer)])
+    return "" if dev <= RTOL else f"layer {layer}: MLP output off by {dev:.2e}"
+
+
+def _per_layer(
+    view: Any,
+    cache: dict[str, Tensor],
+    names: Any,
+    needs: tuple[str, ...],
+    rebuild: Callable[..., str],
+    has_weights: Callable[[Any], bool],
+    what: str,
+) -> Status:
+    """Run ``rebuild`` on every layer that has the hooks and the weights; aggregate."""
+    checked, skipped, failures = [], [], []
+    for layer in range(view.spec.n_layers):
+        if any(_at(names, f, layer) not in cache for f in needs):
+            skipped.append(f"{layer} (no {what} hook)")
+            continue
+        try:
+            lw = view.layer(layer)
+        except EmbSpaceError as e:
+            skipped.append(f"{layer} (refused: {_refusal(e, 80)})")
+            continue
+        except Exception as e:  # noqa: BLE001 - any other error is a defect to report
+            failures.append(f"layer {layer}: view.layer raised {_short(e)}")
+            continue
+        if not has_weights(lw):
+            skipped.append(f"{layer} (no {what} weights in the view)")
+            continue
+        try:
+            problem = rebuild(view, lw, cache, names, layer)
+        except Exception as e:  # noqa: BLE001
+            problem = f"layer {layer}: {_short(e)}"
+        (failures.append(problem) if problem else checked.append(layer))
+    if failures:
+        return failed("; ".join(failures))
+    if not checked:
+        return not_applicable("no layer checked: " + "; ".join(skipped))
+    note = f"layers {checked}" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+    return passed(note if skipped else "")
+
+
+def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any) -> Status:
+    final = cache.get(_at(names, "final_resid"))
+    if final is None:
+        return not_applicable(f"hook {_at(names, 'final_resid')!r} not in the model")
+    try:
+        got = view.logits(final)
+    except EmbSpaceError as e:
+        return refused(_refusal(e))
+    except Exception as e:  # noqa: BLE001
+        return failed(f"view.logits raised {_short(e)}")
+    expected = logits.detach().float()
+    dev = deviation(got, expected)
+    if dev <= RTOL:
+        return passed()
+    cap = getattr(view.spec, "final_logit_softcap", None)
+    if cap:
+        capped = cap * torch.tanh(got / cap)
+        dev_capped = deviation(capped, expected)
+        if dev_capped <= RTOL:
+            return passed(f"pre soft-cap; model logits = {cap} tanh(lens / {cap})")
+        return failed(f"logits off by {dev:.2e} (after soft-cap {cap}: {dev_capped:.2e})")
+    return failed(f"logits off by {dev:.2e}")
+
+
+def _tensor_fields(obj: Any) -> dict[str, Tensor | None]:
+    items = (
+        {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        if dataclasses.is_dataclass(obj)
+        else dict(vars(obj))
+    )
+    return {k: v for k, v in items.items() if v is None or isinstance(v, Tensor)}
+
+
+def compare_views(a: Any, b: Any, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """Fields where two views' weights differ (None equals an all-zero tensor)."""
+    diffs = []
+
+    def cmp(where: str, x: Tensor | None, y: Tensor | None) -> None:
+        if x is None and y is None:
+            return
+        if x is None or y is None:
+            t = x if y is None else y
+            if t.abs().max().item() != 0:
+                diffs.append(f"{where}: {'missing' if x is None else 'extra'} in folded view")
+            return
+        dev = deviation(x, y)
+        if dev > RTOL:
+            diffs.append(f"{where} off by {dev:.2e}" if dev != float("inf") else f"{where} shape")
+
+    ga, gb = _tensor_fields(a.globals), _tensor_fields(b.globals)
+    for k in sorted(set(ga) | set(gb)):
+        if k not in skip:
+            cmp(k, ga.get(k), gb.get(k))
+    for layer in range(a.spec.n_layers):
+        try:
+            la, lb = _tensor_fields(a.layer(layer)), _tensor_fields(b.layer(layer))
+        except EmbSpaceError:
+            continue
+        for k in sorted(set(la) | set(lb)):
+            if k not in skip:
+                cmp(f"{k}[{layer}]", la.get(k), lb.get(k))
+    return diffs
+
+
+def _tl_process(model: Any) -> Any:
+    """A deep copy of ``model`` with TransformerLens's own weight processing applied."""
+    twin = copy.deepcopy(model)
+    if hasattr(twin, "enable_compatibility_mode"):
+        twin.enable_compatibility_mode(disable_warnings=True)
+    else:
+        twin.process_weights_(
+            fold_ln=True, center_writing_weights=True, center_unembed=True, fold_value_biases=True
+        )
+    return twin
+
+
+def _folded_eq_tl(model: Any, view: Any) -> Status:
+    if view.spec.weights_processed:
+        return not_applicable("the model's weights are already processed by TransformerLens")
+    try:
+        folded = view.folded()
+    except EmbSpaceError as e:
+        return refused(f"folded(): {_refusal(e)}")
+    except Exception as e:  # noqa: BLE001
+        return failed(f"folded() raised {_short(e)}")
+    try:
+        twin = _tl_process(model)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation, reported as such
+        return not_applicable(f"TransformerLens cannot process it: {_short(e, 120)}")
+    try:
+        processed = tl_embspace.adapt(twin)
+    except EmbSpaceError as e:
+        return refused(f"adapt(processed): {_refusal(e)}")
+    except Exception as e:  # noqa: BLE001
+        return failed(f"adapt(processed) raised {_short(e)}")
+    try:
+        diffs = compare_views(folded, processed, skip=_NORM_FIELDS)
+    except Exception as e:  # noqa: BLE001
+        return failed(f"comparing raised {_short(e)}")
+    return failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed()
+
+
+# Folded views and TL-processed views both carry no norm weights; the normalising part stays.
+_NORM_FIELDS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b", "ln_final_w", "ln_final_b")
+
+
+def verify(model: Any, *, seed: int = 0) -> dict[str, Status]:
+    """Every check of ``CHECKS`` on ``model`` (a TransformerBridge, HookedTransformer...)."""
+    try:
+        view = tl_embspace.adapt(model)
+    except tl_embspace.UnsupportedModelError as e:
+        why = refused(_refusal(e, 300))
+        return {"adapts": why} | {c: not_applicable("adapt() refused") for c in CHECKS[1:]}
+    except Exception as e:  # noqa: BLE001 - a bare error instead of a refusal is a defect
+        return {"adapts": failed(f"adapt() raised {_short(e)}")} | {
+            c: not_applicable("adapt() failed") for c in CHECKS[1:]
+        }
+    out = {"adapts": passed()}
+    tokens = _tokens(view, seed)
+    try:
+        with torch.no_grad():
+            model(tokens)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        why = not_applicable(f"TransformerLens cannot run its forward pass: {_short(e, 120)}")
+        return out | {"attention": why, "mlp": why, "logit_lens": why} | {
+            "folded_eq_tl": _folded_eq_tl(model, view)
+        }
+    try:
+        names = hook_names(view)
+        wanted = {
+            _at(names, f, layer)
+            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
+            for layer in range(view.spec.n_layers)
+        } | {_at(names, "final_resid")}
+        logits, cache = _record(model, tokens, wanted)
+    except Exception as e:  # noqa: BLE001
+        bad = failed(f"recording hooks raised {_short(e)}")
+        return out | {"attention": bad, "mlp": bad, "logit_lens": bad} | {
+            "folded_eq_tl": _folded_eq_tl(model, view)
+        }
+    out["attention"] = _per_layer(
+        view,
+        cache,
+        names,
+        ("attn_in", "pattern", "attn_out"),
+        _attention,
+        lambda lw: lw.W_V is not None and lw.W_O is not None,
+        "attention",
+    )
+    out["mlp"] = _per_layer(
+        view,
+        cache,
+        names,
+        ("mlp_in", "mlp_out"),
+        _mlp,
+        lambda lw: lw.W_in is not None and lw.W_out is not None,
+        "MLP",
+    )
+    out["logit_lens"] = _logit_lens(view, logits, cache, names)
+    out["folded_eq_tl"] = _folded_eq_tl(model, view)
+    return out
+
+
+def verify_hooked(bridge: Any, build_hooked: Callable[[], Any]) -> Status:
+    """TransformerLens 3.x: the same weights as a HookedTransformer pass the same checks.
+
+    ``build_hooked`` builds the HookedTransformer/HookedEncoder from the bridge's HF weights; a
+    family TransformerLens 3.x cannot load that way is n/a with TransformerLens's error.
+    """
+    try:
+        hooked = build_hooked()
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        return not_applicable(f"TransformerLens 3.9 cannot load it: {_short(e, 120)}")
+    results = verify(hooked)
+    if results["adapts"].kind != "pass":
+        return results["adapts"]
+    bad = [f"{k}: {s.reason}" for k, s in results.items() if s.kind == "fail"]
+    if bad:
+        return failed("HookedTransformer " + "; ".join(bad))
+    try:
+        diffs = compare_views(tl_embspace.adapt(hooked), tl_embspace.adapt(bridge))
+    except Exception as e:  # noqa: BLE001
+        return failed(f"comparing with the bridge raised {_short(e)}")
+    if diffs:
+        return failed("raw weights differ from the bridge's: " + "; ".join(diffs[:4]))
+    return passed()
