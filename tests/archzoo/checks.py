@@ -13,7 +13,8 @@ VIEW's weights only:
   ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``;
 * ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
 * ``folded_eq_tl``: ``adapt(model).folded()`` against ``adapt`` of a deep copy that
-  TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``).
+  TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``), and
+  the view of that processed copy against the copy's own forward pass (the three checks above).
 
 Each check ends as a ``Status``: pass, fail (with the deviation), refused (the library raised
 ``UnsupportedModelError``, with its message) or n/a (with the reason).
@@ -191,7 +192,13 @@ def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -
     pre = x @ lw.W_in.float()
     if lw.b_in is not None:
         pre = pre + lw.b_in.float()
-    post = act(x @ lw.W_gate.float()) * pre if lw.W_gate is not None else act(pre)
+    if lw.W_gate is not None:
+        gate = x @ lw.W_gate.float()
+        # A folded LayerNorm bias lands in a gate bias (StableLM); views without one have None.
+        b_gate = getattr(lw, "b_gate", None)
+        post = act(gate if b_gate is None else gate + b_gate.float()) * pre
+    else:
+        post = act(pre)
     out = post @ lw.W_out.float()
     if lw.b_out is not None:
         out = out + lw.b_out.float()
@@ -281,7 +288,8 @@ def compare_views(a: Any, b: Any, *, skip: tuple[str, ...] = ()) -> list[str]:
         if x is None or y is None:
             t = x if y is None else y
             if t.abs().max().item() != 0:
-                diffs.append(f"{where}: {'missing' if x is None else 'extra'} in folded view")
+                side = "first" if x is None else "second"
+                diffs.append(f"{where}: None in the {side} view, non-zero in the other")
             return
         dev = deviation(x, y)
         if dev > RTOL:
@@ -333,15 +341,91 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         return refused(f"adapt(processed): {_refusal(e)}")
     except Exception as e:  # noqa: BLE001
         return failed(f"adapt(processed) raised {_short(e)}")
+    unfolded = _unfolded_norms(processed)
+    if unfolded:
+        if processed.spec.ln_folded:
+            return failed(
+                f"TransformerLens left {unfolded} unfolded, yet the processed view declares "
+                "ln_folded=True"
+            )
+        return not_applicable(f"TransformerLens's processing leaves {unfolded} unfolded")
     try:
         diffs = compare_views(folded, processed, skip=_NORM_FIELDS)
     except Exception as e:  # noqa: BLE001
         return failed(f"comparing raised {_short(e)}")
+    # The view of the processed model must also reproduce that model's own forward pass: a
+    # family whose processing TransformerLens only half applies must not be read as folded.
+    twin_checks = forward_checks(twin, processed)
+    diffs += [f"on the processed model, {k}: {s.reason}" for k, s in twin_checks.items()
+              if s.kind == "fail"]
     return failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed()
+
+
+def _unfolded_norms(view: Any) -> str:
+    """Names of norm weights a (processed) view still carries that are not plain ones/zeros."""
+    found = []
+    for layer in range(view.spec.n_layers):
+        try:
+            lw = view.layer(layer)
+        except EmbSpaceError:
+            continue
+        for k in ("ln1_w", "ln2_w"):
+            w = getattr(lw, k)
+            if w is not None and not torch.allclose(w.float(), torch.ones_like(w.float())):
+                found.append(f"{k}[{layer}]")
+        for k in ("ln1_b", "ln2_b"):
+            b = getattr(lw, k)
+            if b is not None and b.abs().max().item() > 0:
+                found.append(f"{k}[{layer}]")
+    return ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
 
 
 # Folded views and TL-processed views both carry no norm weights; the normalising part stays.
 _NORM_FIELDS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b", "ln_final_w", "ln_final_b")
+
+
+FORWARD_CHECKS = ("attention", "mlp", "logit_lens")
+
+
+def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
+    """attention, mlp and logit_lens: the view's weights against ``model``'s forward pass."""
+    tokens = _tokens(view, seed)
+    try:
+        with torch.no_grad():
+            model(tokens)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        why = not_applicable(f"TransformerLens cannot run its forward pass: {_short(e, 120)}")
+        return dict.fromkeys(FORWARD_CHECKS, why)
+    try:
+        names = hook_names(view)
+        wanted = {
+            _at(names, f, layer)
+            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
+            for layer in range(view.spec.n_layers)
+        } | {_at(names, "final_resid")}
+        logits, cache = _record(model, tokens, wanted)
+    except Exception as e:  # noqa: BLE001
+        return dict.fromkeys(FORWARD_CHECKS, failed(f"recording hooks raised {_short(e)}"))
+    attention = _per_layer(
+        view,
+        cache,
+        names,
+        ("attn_in", "pattern", "attn_out"),
+        _attention,
+        lambda lw: lw.W_V is not None and lw.W_O is not None,
+        "attention",
+    )
+    mlp = _per_layer(
+        view,
+        cache,
+        names,
+        ("mlp_in", "mlp_out"),
+        _mlp,
+        lambda lw: lw.W_in is not None and lw.W_out is not None,
+        "MLP",
+    )
+    lens = _logit_lens(view, logits, cache, names)
+    return {"attention": attention, "mlp": mlp, "logit_lens": lens}
 
 
 def verify(model: Any, *, seed: int = 0) -> dict[str, Status]:
@@ -355,48 +439,7 @@ def verify(model: Any, *, seed: int = 0) -> dict[str, Status]:
         return {"adapts": failed(f"adapt() raised {_short(e)}")} | {
             c: not_applicable("adapt() failed") for c in CHECKS[1:]
         }
-    out = {"adapts": passed()}
-    tokens = _tokens(view, seed)
-    try:
-        with torch.no_grad():
-            model(tokens)
-    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
-        why = not_applicable(f"TransformerLens cannot run its forward pass: {_short(e, 120)}")
-        return out | {"attention": why, "mlp": why, "logit_lens": why} | {
-            "folded_eq_tl": _folded_eq_tl(model, view)
-        }
-    try:
-        names = hook_names(view)
-        wanted = {
-            _at(names, f, layer)
-            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
-            for layer in range(view.spec.n_layers)
-        } | {_at(names, "final_resid")}
-        logits, cache = _record(model, tokens, wanted)
-    except Exception as e:  # noqa: BLE001
-        bad = failed(f"recording hooks raised {_short(e)}")
-        return out | {"attention": bad, "mlp": bad, "logit_lens": bad} | {
-            "folded_eq_tl": _folded_eq_tl(model, view)
-        }
-    out["attention"] = _per_layer(
-        view,
-        cache,
-        names,
-        ("attn_in", "pattern", "attn_out"),
-        _attention,
-        lambda lw: lw.W_V is not None and lw.W_O is not None,
-        "attention",
-    )
-    out["mlp"] = _per_layer(
-        view,
-        cache,
-        names,
-        ("mlp_in", "mlp_out"),
-        _mlp,
-        lambda lw: lw.W_in is not None and lw.W_out is not None,
-        "MLP",
-    )
-    out["logit_lens"] = _logit_lens(view, logits, cache, names)
+    out = {"adapts": passed()} | forward_checks(model, view, seed)
     out["folded_eq_tl"] = _folded_eq_tl(model, view)
     return out
 

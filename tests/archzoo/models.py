@@ -182,12 +182,17 @@ FAMILIES: dict[str, Family] = {
     ),
     "VaultGemmaForCausalLM": Family(dict(GQA, sliding_window=8, **_SOFTCAP)),
     "GPTNeoXForCausalLM": Family(dict(use_parallel_residual=True, rotary_pct=0.5)),
-    "GPTJForCausalLM": Family(dict(rotary_dim=8, n_inner=96)),
-    "CodeGenForCausalLM": Family(dict(rotary_dim=8, n_inner=96)),
+    # Real GPT-J/CodeGen/GPT-Neo/GPT-2 configs leave the MLP width to the default 4 * d_model
+    # (TransformerLens 3.x assumes it) and GPT-2's carry n_ctx.
+    "GPTJForCausalLM": Family(dict(rotary_dim=8, n_inner=None)),
+    "CodeGenForCausalLM": Family(dict(rotary_dim=8, n_inner=None)),
+    "GPT2LMHeadModel": Family(dict(n_ctx=64)),
     "PhiForCausalLM": Family(dict(partial_rotary_factor=0.5)),
     "Phi3ForCausalLM": Family(dict(GQA)),
     "StableLmForCausalLM": Family(dict(partial_rotary_factor=0.25, use_qkv_bias=True)),
-    "GPTNeoForCausalLM": Family(dict(attention_types=[[["global", "local"], 1]], window_size=8)),
+    "GPTNeoForCausalLM": Family(
+        dict(attention_types=[[["global", "local"], 1]], window_size=8), drop=("intermediate_size",)
+    ),
     "GPTBigCodeForCausalLM": Family(dict(multi_query=True)),
     "FalconForCausalLM": Family(
         dict(new_decoder_architecture=False, multi_query=True, parallel_attn=True, alibi=False)
