@@ -341,7 +341,10 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         return refused(f"adapt(processed): {_refusal(e)}")
     except Exception as e:  # noqa: BLE001
         return failed(f"adapt(processed) raised {_short(e)}")
-    unfolded = _unfolded_norms(processed)
+    try:
+        unfolded = _unfolded_norms(processed)
+    except Exception as e:  # noqa: BLE001
+        return failed(f"reading the processed view raised {_short(e)}")
     if unfolded:
         if processed.spec.ln_folded:
             return failed(

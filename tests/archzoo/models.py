@@ -215,13 +215,24 @@ FAMILIES: dict[str, Family] = {
         dict(GQA, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=4.0,
              attention_multiplier=0.2)
     ),
+    "GraniteMoeHybridForCausalLM": Family(
+        dict(GQA, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=4.0,
+             attention_multiplier=0.2, layer_types=["mamba", "attention"], mamba_n_heads=8,
+             mamba_d_head=16, mamba_d_state=16, mamba_chunk_size=16, mamba_expand=2)
+    ),
     "Starcoder2ForCausalLM": Family(dict(GQA, sliding_window=8)),
     "NemotronForCausalLM": Family(dict(GQA, partial_rotary_factor=0.5)),
     "MptForCausalLM": Family(dict(expansion_ratio=2)),
     # Hybrids: enough layers that every layer kind (attention, state-space/conv, dense and
     # sparse MLPs) appears at least once.
     "BambaForCausalLM": Family(dict(_SSM, attn_layer_indices=[1], mamba_d_head=16), n_layers=2),
-    "FalconH1ForCausalLM": Family(dict(_SSM, mamba_d_ssm=128, mamba_d_head=16)),
+    # Falcon-H1 checkpoints scale almost every path (muP multipliers): keep them non-trivial.
+    "FalconH1ForCausalLM": Family(
+        dict(_SSM, mamba_d_ssm=128, mamba_d_head=16, embedding_multiplier=2.0,
+             lm_head_multiplier=0.5, key_multiplier=0.8, attention_in_multiplier=0.7,
+             attention_out_multiplier=0.6, mlp_multipliers=[0.5, 1.5], ssm_in_multiplier=0.9,
+             ssm_out_multiplier=1.1)
+    ),
     "JambaForCausalLM": Family(
         dict(attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
              expert_layer_offset=1, use_mamba_kernels=False, mamba_d_state=16),
