@@ -112,6 +112,8 @@ def render(run4: dict, run3: dict | None, limit: int | None) -> str:
         if r4 is not None and r3 is not None and r3.get("level") not in (None, r4["level"]):
             outcome += f" (TL 3.9 bridge: {r3['level']})"
         cells = [_cell(main["checks"].get(c), limit) for c in COLUMNS]
+        if main["checks"]["adapts"]["kind"] != "pass":
+            cells[1:] = ["—"] * (len(cells) - 1)  # nothing to check once adapt() refused
         hooked = r3["checks"].get("hooked_tl3") if r3 and r3["scope"] is None else None
         cells.append(_cell(hooked, limit) if hooked else ("not run" if not run3 else "—"))
         out.append(f"| `{name}` | {outcome} | " + " | ".join(cells) + " |")
@@ -132,7 +134,7 @@ LEGEND = """\
 ✓ = the view's weights reproduce the model's own forward pass (float32, max deviation <= 1e-4
 of the scale); ✗ = they do not, or a bare error was raised (a defect); refused = `adapt()` (or the
 step) raised `UnsupportedModelError` with the reason shown; n/a = the check does not apply (the
-reason is shown). Outcome: *verified* = attention, MLP and logit lens all ✓ and nothing ✗;
+reason is shown); — = not checked because `adapt()` refused. Outcome: *verified* = attention, MLP and logit lens all ✓ and nothing ✗;
 *partial* = nothing ✗ but some check refused or n/a; *refused* = `adapt()` refused by name;
 *unrunnable* = TransformerLens cannot build or run the tiny model."""
 
