@@ -126,7 +126,8 @@ def render_out_of_scope(run4: dict, run3: dict | None) -> str:
     lines = ["| architecture | why not checked |", "|---|---|"]
     for name in sorted(rows):
         if rows[name]["scope"] is not None:
-            lines.append(f"| `{name}` | not a text decoder/encoder: out of scope ({rows[name]['scope']}) |")
+            why = rows[name]["scope"]
+            lines.append(f"| `{name}` | not a text decoder/encoder: out of scope ({why}) |")
     return "\n".join(lines)
 
 
@@ -134,9 +135,10 @@ LEGEND = """\
 ✓ = the view's weights reproduce the model's own forward pass (float32, max deviation <= 1e-4
 of the scale); ✗ = they do not, or a bare error was raised (a defect); refused = `adapt()` (or the
 step) raised `UnsupportedModelError` with the reason shown; n/a = the check does not apply (the
-reason is shown); — = not checked because `adapt()` refused. Outcome: *verified* = attention, MLP and logit lens all ✓ and nothing ✗;
-*partial* = nothing ✗ but some check refused or n/a; *refused* = `adapt()` refused by name;
-*unrunnable* = TransformerLens cannot build or run the tiny model."""
+reason is shown); — = not checked because `adapt()` refused or failed. Outcome: *verified* =
+attention, MLP and logit lens all ✓ and nothing ✗; *partial* = nothing ✗ but some check refused
+or n/a; *refused* = `adapt()` refused by name; *unrunnable* = TransformerLens cannot build or run
+the tiny model; *FAIL* = some check ✗."""
 
 
 def write(run4: dict, run3: dict | None) -> None:
