@@ -9,6 +9,8 @@ VIEW's weights only:
 * ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the norm's
   output (the hooked normalised input times the view's ``ln1_w`` plus ``ln1_b``; query head
   ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
+* ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
+  before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
   ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``;
 * ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
@@ -32,7 +34,7 @@ from torch import Tensor
 import tl_embspace
 from tl_embspace.errors import EmbSpaceError
 
-CHECKS = ("adapts", "attention", "mlp", "logit_lens", "folded_eq_tl")
+CHECKS = ("adapts", "attention", "qk", "mlp", "logit_lens", "folded_eq_tl")
 RTOL = 1e-4  # max |got - expected| allowed, relative to max(1, max |expected|)
 SEQ_LEN = 12
 
@@ -171,6 +173,21 @@ def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: 
         out = out + lw.b_O.float()
     dev = deviation(out, cache[_at(names, "attn_out", layer)])
     return "" if dev <= RTOL else f"layer {layer}: attention output off by {dev:.2e}"
+
+
+def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
+    """'' when x W_Q + b_Q and x W_K + b_K (grouped) match the hooked queries and keys."""
+    x = _normed(view, cache[_at(names, "attn_in", layer)], lw.ln1_w, lw.ln1_b)
+    problems = []
+    sides = (("q", "queries", lw.W_Q, lw.b_Q), ("k", "keys", lw.W_K_grouped, lw.b_K_grouped))
+    for which, label, w, b in sides:
+        got = torch.einsum("bpd,hde->bphe", x, w.float())
+        if b is not None:
+            got = got + b.float()
+        dev = deviation(got, cache[_at(names, which, layer)])
+        if dev > RTOL:
+            problems.append(f"layer {layer}: {label} off by {dev:.2e}")
+    return "; ".join(problems)
 
 
 def _activation(name: str) -> Callable[[Tensor], Tensor]:
@@ -387,7 +404,7 @@ def _unfolded_norms(view: Any) -> str:
 _NORM_FIELDS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b", "ln_final_w", "ln_final_b")
 
 
-FORWARD_CHECKS = ("attention", "mlp", "logit_lens")
+FORWARD_CHECKS = ("attention", "qk", "mlp", "logit_lens")
 
 
 def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
@@ -403,7 +420,7 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         names = hook_names(view)
         wanted = {
             _at(names, f, layer)
-            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
+            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out") + _qk_fields(names)
             for layer in range(view.spec.n_layers)
         } | {_at(names, "final_resid")}
         logits, cache = _record(model, tokens, wanted)
@@ -418,6 +435,19 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         lambda lw: lw.W_V is not None and lw.W_O is not None,
         "attention",
     )
+    qk = (
+        _per_layer(
+            view,
+            cache,
+            names,
+            ("attn_in", "q", "k"),
+            _qk,
+            lambda lw: lw.W_Q is not None and lw.W_K_grouped is not None,
+            "query/key",
+        )
+        if _qk_fields(names)
+        else not_applicable("the adapter declares no query/key hooks (HookNames.q, .k)")
+    )
     mlp = _per_layer(
         view,
         cache,
@@ -428,7 +458,12 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         "MLP",
     )
     lens = _logit_lens(view, logits, cache, names)
-    return {"attention": attention, "mlp": mlp, "logit_lens": lens}
+    return {"attention": attention, "qk": qk, "mlp": mlp, "logit_lens": lens}
+
+
+def _qk_fields(names: Any) -> tuple[str, ...]:
+    """("q", "k") when the adapter names hooks for its queries and keys (optional fields)."""
+    return ("q", "k") if getattr(names, "q", None) and getattr(names, "k", None) else ()
 
 
 def verify(model: Any, *, seed: int = 0) -> dict[str, Status]:
