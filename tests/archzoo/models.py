@@ -18,8 +18,10 @@ TransformerLens loads an offline checkpoint: ``TransformerBridge.boot_transforme
 same weights through TransformerLens's own config and weight converters.
 """
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -346,6 +348,13 @@ def _config(name: str) -> Any:
     return config_cls(**kwargs)
 
 
+def _tempdir(prefix: str) -> str:
+    """A temporary folder of ours, removed when the process exits."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
+
+
 def _seed(name: str) -> int:
     return sum(map(ord, name))
 
@@ -366,7 +375,7 @@ def _tokenizer_dir() -> str:
         eos_token="</s>",
         mask_token="<unk>",
     )
-    d = tempfile.mkdtemp(prefix="tl-es-tok-")
+    d = _tempdir("tl-es-tok-")
     tok.save_pretrained(d)
     return d
 
@@ -409,7 +418,7 @@ def hf_dir(name: str) -> str:
     guesses an architecture from a path's name before reading its config.
     """
     model = hf_model(name)
-    d = tempfile.mkdtemp(prefix=f"tl-es-arch{_seed(name)}-")
+    d = _tempdir(f"tl-es-arch{_seed(name)}-")
     model.save_pretrained(d)
     tokenizer().save_pretrained(d)
     return d
