@@ -168,6 +168,11 @@ _LINEAR_ATTN = dict(
 )
 
 FAMILIES: dict[str, Family] = {
+    # Families whose config defaults are MHA but whose released checkpoints use GQA.
+    "ApertusForCausalLM": Family(dict(GQA)),
+    "ArceeForCausalLM": Family(dict(GQA)),
+    "Exaone4ForCausalLM": Family(dict(GQA, sliding_window=8)),
+    "HunYuanDenseV1ForCausalLM": Family(dict(GQA)),
     "LlamaForCausalLM": Family(dict(GQA, attention_bias=False)),
     "MistralForCausalLM": Family(dict(GQA, sliding_window=8)),
     "MixtralForCausalLM": Family(dict(GQA, sliding_window=8)),
@@ -480,3 +485,46 @@ def tl_major() -> int:
     from importlib.metadata import version
 
     return int(version("transformer-lens").split(".")[0])
+
+
+def describe(name: str) -> str:
+    """The tiny model's structural features, read from its config (for the coverage table)."""
+    cfg = hf_model(name).config
+
+    def get(*keys: str) -> Any:
+        for key in keys:
+            value = getattr(cfg, key, None)
+            if value is not None:
+                return value
+        return None
+
+    heads = get("num_attention_heads", "n_head", "n_heads")
+    kv = get("num_key_value_heads", "num_kv_heads", "n_kv_heads")
+    if getattr(cfg, "multi_query", False):
+        kv = 1
+    parts = [f"{get('num_hidden_layers', 'n_layer', 'n_layers')} layers"]
+    if heads:
+        kind = "MHA" if not kv or kv == heads else ("MQA" if kv == 1 else "GQA")
+        parts.append(f"{kind} {heads}/{kv or heads}")
+    experts = get("num_local_experts", "num_experts", "n_routed_experts")
+    if experts and getattr(cfg, "enable_moe_block", True):
+        parts.append(f"{experts} experts, top-{get('num_experts_per_tok', 'top_k_experts')}")
+    rope = get("rope_parameters") or {}
+    partial = get("partial_rotary_factor", "rotary_pct") or rope.get("partial_rotary_factor")
+    if partial and partial < 1:
+        parts.append(f"partial rotary {partial}")
+    if get("alibi") or name.startswith("Bloom") or getattr(cfg, "attn_config", None):
+        parts.append("ALiBi" if name.startswith(("Bloom", "Mpt")) or get("alibi") else "")
+    caps = [get("final_logit_softcapping"), get("attn_logit_softcapping")]
+    if any(caps):
+        parts.append("soft-cap " + "/".join(str(c) for c in caps if c))
+    if get("sliding_window"):
+        parts.append(f"sliding window {get('sliding_window')}")
+    if get("use_parallel_residual", "parallel_attn"):
+        parts.append("parallel blocks")
+    if get("tie_word_embeddings"):
+        parts.append("tied")
+    layer_types = get("layer_types", "layers_block_type", "block_types")
+    if layer_types and len(set(layer_types)) > 1:
+        parts.append("layers " + ",".join(str(t) for t in layer_types))
+    return "; ".join(p for p in parts if p)
