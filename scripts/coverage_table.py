@@ -101,6 +101,8 @@ def render(run4: dict, run3: dict | None, limit: int | None) -> str:
     names = sorted(set(rows4) | set(rows3))
     text = [n for n in names if (rows4.get(n) or rows3.get(n))["scope"] is None]
     header = ["architecture", "outcome"] + list(COLUMNS.values()) + [HOOKED]
+    if limit is None:
+        header.append("tiny model")
     out = [
         _summary(run4, run3),
         "",
@@ -118,6 +120,8 @@ def render(run4: dict, run3: dict | None, limit: int | None) -> str:
             cells[1:] = ["—"] * (len(cells) - 1)  # nothing to check once adapt() refused
         hooked = r3["checks"].get("hooked_tl3") if r3 and r3["scope"] is None else None
         cells.append(_cell(hooked, limit) if hooked else ("not run" if not run3 else "—"))
+        if limit is None:
+            cells.append(main.get("tiny", ""))
         out.append(f"| `{name}` | {outcome} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -70,6 +70,7 @@ def run_all() -> dict[str, Any]:
         result = outcome(name)
         rows[name] = {
             "scope": None,
+            "tiny": models.describe(name),
             "level": level(result),
             "checks": {k: s.to_json() for k, s in result.items()},
         }
