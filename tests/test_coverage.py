@@ -13,6 +13,7 @@ it, with the README table, by ``bash scripts/coverage_table.sh``.
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -151,3 +152,37 @@ def test_mlp_check_catches_a_missing_bias(monkeypatch):
     """Dropping b_out (GPT-2 has MLP biases) is caught."""
     result = _broken(monkeypatch, "GPT2LMHeadModel", b_out=lambda lw: None)
     assert result["mlp"].kind == "fail" and "off by" in result["mlp"].reason
+
+
+@pytest.mark.parametrize(
+    "name", ["MixtralForCausalLM", "OlmoeForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
+)
+def test_moe_rebuild_matches_transformers(name):
+    """The harness's MoE rebuild, fed the Hugging Face block's own weights, reproduces it."""
+    model = models.hf_model(name)
+    block, cfg = model.model.layers[0].mlp, model.config
+
+    def expert(gate, up, down):
+        return SimpleNamespace(W_gate=gate.T, W_in=up.T, W_out=down.T, b_in=None, b_out=None)
+
+    gate_up, down = block.experts.gate_up_proj, block.experts.down_proj
+    half = gate_up.shape[1] // 2
+    lw = SimpleNamespace(
+        experts=[expert(gate_up[e, :half], gate_up[e, half:], down[e]) for e in range(len(down))],
+        W_router=block.gate.weight.T,
+    )
+    if hasattr(block, "shared_expert"):
+        s = block.shared_expert
+        lw.shared_expert = expert(s.gate_proj.weight, s.up_proj.weight, s.down_proj.weight)
+        lw.W_shared_gate = block.shared_expert_gate.weight.T
+    spec = SimpleNamespace(
+        act_fn=cfg.hidden_act,
+        experts_per_token=cfg.num_experts_per_tok,
+        norm_topk_prob=getattr(cfg, "norm_topk_prob", True),
+    )
+    x = torch.randn(1, 7, cfg.hidden_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = block(x)
+        got = checks._moe(SimpleNamespace(spec=spec), lw, x)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    assert checks.deviation(got, expected) < checks.RTOL

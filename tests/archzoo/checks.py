@@ -12,7 +12,9 @@ VIEW's weights only:
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
   before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
-  ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``;
+  ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``; for a sparse MoE
+  layer whose view exposes ``experts`` and ``W_router``, the same per expert, mixed by the
+  router's top-k softmax weights (plus a shared expert where there is one);
 * ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
 * ``folded_eq_tl``: ``adapt(model).folded()`` against ``adapt`` of a deep copy that
   TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``), and
@@ -200,27 +202,57 @@ def _activation(name: str) -> Callable[[Tensor], Tensor]:
     return ACT2FN[name]
 
 
+def _dense_mlp(view: Any, w: Any, x: Tensor) -> Tensor:
+    """``act(x W_gate) * (x W_in + b_in)`` or ``act(x W_in + b_in)``, then ``W_out``, ``b_out``."""
+    act = _activation(view.spec.act_fn)
+    pre = x @ w.W_in.float()
+    if w.b_in is not None:
+        pre = pre + w.b_in.float()
+    if w.W_gate is not None:
+        gate = x @ w.W_gate.float()
+        # A folded LayerNorm bias lands in a gate bias (StableLM); views without one have None.
+        b_gate = getattr(w, "b_gate", None)
+        post = act(gate if b_gate is None else gate + b_gate.float()) * pre
+    else:
+        post = act(pre)
+    out = post @ w.W_out.float()
+    return out if w.b_out is None else out + w.b_out.float()
+
+
+def _moe(view: Any, lw: Any, x: Tensor) -> Tensor:
+    """Sparse MoE through the router: softmax, top-k (renormalised if the spec says so)."""
+    logits = x @ lw.W_router.float()
+    b_router = getattr(lw, "b_router", None)
+    if b_router is not None:
+        logits = logits + b_router.float()
+    probs = logits.softmax(-1)
+    top_p, top_e = probs.topk(view.spec.experts_per_token, dim=-1)
+    if view.spec.norm_topk_prob:
+        top_p = top_p / top_p.sum(-1, keepdim=True)
+    outs = torch.stack([_dense_mlp(view, e, x) for e in lw.experts], dim=-2)  # [..., E, d]
+    picked = outs.gather(-2, top_e[..., None].expand(*top_e.shape, outs.shape[-1]))
+    out = (top_p[..., None] * picked).sum(-2)
+    shared = getattr(lw, "shared_expert", None)
+    if shared is not None:
+        gate = getattr(lw, "W_shared_gate", None)
+        s = _dense_mlp(view, shared, x)
+        out = out + (s if gate is None else torch.sigmoid(x @ gate.float()) * s)
+    return out
+
+
 def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
     """'' when the view's MLP weights rebuild the hooked MLP output, else the deviation."""
     shared = view.spec.parallel_attn_mlp and lw.ln2_w is None
     ln_w, ln_b = (lw.ln1_w, lw.ln1_b) if shared else (lw.ln2_w, lw.ln2_b)
     x = _normed(view, cache[_at(names, "mlp_in", layer)], ln_w, ln_b)
-    act = _activation(view.spec.act_fn)
-    pre = x @ lw.W_in.float()
-    if lw.b_in is not None:
-        pre = pre + lw.b_in.float()
-    if lw.W_gate is not None:
-        gate = x @ lw.W_gate.float()
-        # A folded LayerNorm bias lands in a gate bias (StableLM); views without one have None.
-        b_gate = getattr(lw, "b_gate", None)
-        post = act(gate if b_gate is None else gate + b_gate.float()) * pre
-    else:
-        post = act(pre)
-    out = post @ lw.W_out.float()
-    if lw.b_out is not None:
-        out = out + lw.b_out.float()
+    out = _moe(view, lw, x) if _is_moe(lw) else _dense_mlp(view, lw, x)
     dev = deviation(out, cache[_at(names, "mlp_out", layer)])
     return "" if dev <= RTOL else f"layer {layer}: MLP output off by {dev:.2e}"
+
+
+def _is_moe(lw: Any) -> bool:
+    """True for a layer whose view exposes experts and a router (see FINDINGS/README)."""
+    return getattr(lw, "experts", None) is not None and getattr(lw, "W_router", None) is not None
 
 
 def _per_layer(
@@ -454,7 +486,7 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         names,
         ("mlp_in", "mlp_out"),
         _mlp,
-        lambda lw: lw.W_in is not None and lw.W_out is not None,
+        lambda lw: _is_moe(lw) or (lw.W_in is not None and lw.W_out is not None),
         "MLP",
     )
     lens = _logit_lens(view, logits, cache, names)

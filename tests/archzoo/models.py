@@ -179,7 +179,9 @@ FAMILIES: dict[str, Family] = {
     "Qwen2ForCausalLM": Family(dict(GQA)),  # q/k/v biases are built in
     "Qwen3ForCausalLM": Family(dict(GQA)),  # q_norm/k_norm
     "Qwen2MoeForCausalLM": Family(dict(GQA, decoder_sparse_step=1, mlp_only_layers=[])),
-    "Qwen3MoeForCausalLM": Family(dict(GQA, decoder_sparse_step=1, mlp_only_layers=[])),
+    "Qwen3MoeForCausalLM": Family(
+        dict(GQA, decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True)
+    ),
     "GemmaForCausalLM": Family(dict(GQA)),
     "Gemma2ForCausalLM": Family(dict(GQA, sliding_window=8, **_SOFTCAP)),
     "Gemma3ForCausalLM": Family(dict(GQA, sliding_window=8, sliding_window_pattern=2)),
