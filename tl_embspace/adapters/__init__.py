@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import UnsupportedModelError
 from .base import FoldedView, GlobalWeights, LayerWeights, ModelSpec, WeightView
+from .hooks import HookNames
 
 _ADAPTERS = {
     "TransformerBridge": ("bridge", "BridgeView"),
@@ -47,4 +48,4 @@ def adapt(model: Any) -> WeightView:
     )
 
 
-__all__ = ["adapt", "FoldedView", "GlobalWeights", "LayerWeights", "ModelSpec", "WeightView"]
+__all__ = ["adapt", "FoldedView", "GlobalWeights", "HookNames", "LayerWeights", "ModelSpec", "WeightView"]

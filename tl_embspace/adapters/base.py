@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import MissingWeightError, UnsupportedModelError
+from .hooks import HookNames
 
 NORM_TYPES = ("LN", "RMS")
 
@@ -198,6 +199,11 @@ class WeightView(ABC):
     @abstractmethod
     def _read_layer(self, layer: int) -> LayerWeights: ...
 
+    @property
+    @abstractmethod
+    def hook_names(self) -> HookNames:
+        """The model's hook-point names for what this view describes (see ``HookNames``)."""
+
     # -- public access -----------------------------------------------------------------------
     @functools.cached_property
     def globals(self) -> GlobalWeights:
@@ -364,6 +370,11 @@ class FoldedView(WeightView):
         flags += ["fold_value_biases"] if fold_value_biases else []
         weights = base.weights if base.weights.startswith("folded") else f"folded({', '.join(flags)}) of {base.weights}"
         super().__init__(replace(spec, ln_folded=True), weights, base.tokenizer)
+
+    @property
+    def hook_names(self) -> HookNames:
+        """The base model's hook names (folding changes weights, not the model's hooks)."""
+        return self._base.hook_names
 
     def folded(self, **kwargs: bool) -> "WeightView":
         """Already folded: folding again would change nothing, so return this view."""

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import UnsupportedModelError
 from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
 from ._common import build_spec, check_supported
+from .hooks import HookNames, bridge_hook_names
 
 # BERT-style encoders: post-norm blocks, an MLM head (dense -> act -> LayerNorm) before W_U.
 _ENCODER_PREFIXES = ("Bert",)
@@ -47,6 +48,11 @@ class BridgeView(WeightView):
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
+
+    @property
+    def hook_names(self) -> HookNames:
+        """Bridge hook names (see ``hooks.bridge_hook_names``)."""
+        return bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
 
     def _check_layout(self) -> None:
         """Refuse a bridge whose per-head tensors do not have the configured shapes."""

@@ -6,6 +6,7 @@ import torch
 
 from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
 from ._common import build_spec, check_supported
+from .hooks import HookNames, hooked_encoder_hook_names, hooked_transformer_hook_names
 
 
 def _norm_params(norm: Any, normalization_type: str) -> tuple[Any, Any]:
@@ -40,6 +41,11 @@ class HookedTransformerView(WeightView):
             is_encoder=False,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
+
+    @property
+    def hook_names(self) -> HookNames:
+        """HookedTransformer hook names (see ``hooks.hooked_transformer_hook_names``)."""
+        return hooked_transformer_hook_names(self.spec.n_layers)
 
     def _read_globals(self) -> GlobalWeights:
         m, cfg = self._model, self._model.cfg
@@ -108,6 +114,11 @@ class HookedEncoderView(WeightView):
             is_encoder=True,
         )
         super().__init__(spec, "raw", model.tokenizer)
+
+    @property
+    def hook_names(self) -> HookNames:
+        """HookedEncoder hook names (see ``hooks.hooked_encoder_hook_names``)."""
+        return hooked_encoder_hook_names(self.spec.n_layers)
 
     def _read_globals(self) -> GlobalWeights:
         m = self._model
