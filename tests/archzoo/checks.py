@@ -6,8 +6,9 @@ layer's normalised attention input, attention pattern and attention output, the 
 input and MLP output, the final residual and the logits. It then rebuilds, in float32, from the
 VIEW's weights only:
 
-* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the norm's
-  output (the hooked normalised input times the view's ``ln1_w`` plus ``ln1_b``; query head
+* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the
+  sublayer's input (the hooked tensor, times the view's own norm weight plus bias where
+  ``names.norm_for`` says the hook fires before them, so norm gains are checked too; query head
   ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
   before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
@@ -122,10 +123,12 @@ def hook_names(view: Any) -> Any:
     return names
 
 
-def _at(names: Any, field: str, layer: int | None = None) -> str:
-    if layer is None:
-        return getattr(names, field)
-    return names.at(field, layer)
+def _at(names: Any, field: str, layer: int | None = None) -> str | None:
+    """The hook name of ``field`` (at ``layer``), or None where the model has no such hook."""
+    try:
+        return names.at(field, layer)
+    except EmbSpaceError:
+        return None
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -135,7 +138,7 @@ def _tokens(view: Any, seed: int) -> Tensor:
     return torch.randint(4, high, (1, SEQ_LEN), generator=g)
 
 
-def _record(model: Any, tokens: Tensor, wanted: set[str]) -> tuple[Tensor, dict[str, Tensor]]:
+def _record(model: Any, tokens: Tensor, wanted: set[Any]) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits and the wanted hook values; run_with_cache removes its hooks when it returns."""
     present = wanted & set(model.hook_dict)
     with torch.no_grad():
@@ -151,20 +154,21 @@ def _affine(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
     return x
 
 
-def _normed(view: Any, x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
-    """The norm's output from its hooked normalised input and the view's norm weights."""
-    if view.spec.norm_placement != "pre":
+def _normed(names: Any, field: str, lw: Any, x: Tensor) -> Tensor:
+    """The sublayer's input from its hook and the view's own norm weights.
+
+    ``names.norm_for(field)`` is "ln1"/"ln2" where the hook fires before that norm's weight and
+    bias (they are applied here, so they are checked too), None where it is the input as is.
+    """
+    norm = names.norm_for(field)
+    if norm is None:
         return x
-    return _affine(x, w, b)
-
-
-def _f(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.float()
+    return _affine(x, getattr(lw, f"{norm}_w"), getattr(lw, f"{norm}_b"))
 
 
 def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
     """'' when the view's OV weights rebuild the hooked attention output, else the deviation."""
-    x = _normed(view, cache[_at(names, "attn_in", layer)], lw.ln1_w, lw.ln1_b)
+    x = _normed(names, "attn_in", lw, cache[_at(names, "attn_in", layer)])
     pattern = cache[_at(names, "pattern", layer)]
     v = torch.einsum("bpd,hde->bphe", x, lw.W_V.float())
     if lw.b_V is not None:
@@ -179,7 +183,7 @@ def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: 
 
 def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
     """'' when x W_Q + b_Q and x W_K + b_K (grouped) match the hooked queries and keys."""
-    x = _normed(view, cache[_at(names, "attn_in", layer)], lw.ln1_w, lw.ln1_b)
+    x = _normed(names, "attn_in", lw, cache[_at(names, "attn_in", layer)])
     problems = []
     sides = (("q", "queries", lw.W_Q, lw.b_Q), ("k", "keys", lw.W_K_grouped, lw.b_K_grouped))
     for which, label, w, b in sides:
@@ -242,9 +246,7 @@ def _moe(view: Any, lw: Any, x: Tensor) -> Tensor:
 
 def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
     """'' when the view's MLP weights rebuild the hooked MLP output, else the deviation."""
-    shared = view.spec.parallel_attn_mlp and lw.ln2_w is None
-    ln_w, ln_b = (lw.ln1_w, lw.ln1_b) if shared else (lw.ln2_w, lw.ln2_b)
-    x = _normed(view, cache[_at(names, "mlp_in", layer)], ln_w, ln_b)
+    x = _normed(names, "mlp_in", lw, cache[_at(names, "mlp_in", layer)])
     out = _moe(view, lw, x) if _is_moe(lw) else _dense_mlp(view, lw, x)
     dev = deviation(out, cache[_at(names, "mlp_out", layer)])
     return "" if dev <= RTOL else f"layer {layer}: MLP output off by {dev:.2e}"
@@ -455,6 +457,7 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
             for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out") + _qk_fields(names)
             for layer in range(view.spec.n_layers)
         } | {_at(names, "final_resid")}
+        wanted.discard(None)
         logits, cache = _record(model, tokens, wanted)
     except Exception as e:  # noqa: BLE001
         return dict.fromkeys(FORWARD_CHECKS, failed(f"recording hooks raised {_short(e)}"))
