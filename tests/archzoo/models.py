@@ -395,16 +395,21 @@ def tokenizer() -> Any:
 
 
 def hf_model(name: str) -> Any:
-    """A fresh tiny random instance of architecture ``name`` (seeded, every weight perturbed)."""
+    """A fresh tiny random instance of architecture ``name`` (seeded, every weight perturbed).
+
+    Raises:
+        AssertionError: If the instance has ``MAX_PARAMS`` parameters or more (a size key the
+            family names differently was not applied).
+    """
     import transformers
 
     cfg = _config(name)
     torch.manual_seed(_seed(name))
     model = getattr(transformers, name)(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params > MAX_PARAMS:
+    count = sum(p.numel() for p in model.parameters())
+    if count >= MAX_PARAMS:
         raise AssertionError(
-            f"tiny {name} has {n_params:,} parameters (> {MAX_PARAMS:,}): a size key was "
+            f"tiny {name} has {count:,} parameters (>= {MAX_PARAMS:,}): a size key was "
             "not applied; add it to its Family overrides"
         )
     # Initialisation leaves norm gains at exactly 1 (0 for Gemma's 1 + w) and biases at 0, which
@@ -431,6 +436,7 @@ def hf_dir(name: str) -> str:
     return d
 
 
+@functools.cache
 def n_params(name: str) -> int:
     """Parameter count of the tiny model."""
     return sum(p.numel() for p in hf_model(name).parameters())
@@ -491,7 +497,7 @@ def tl_major() -> int:
 
 def describe(name: str) -> str:
     """The tiny model's structural features, read from its config (for the coverage table)."""
-    cfg = hf_model(name).config
+    cfg = _config(name)
 
     def get(*keys: str) -> Any:
         for key in keys:
