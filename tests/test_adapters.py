@@ -197,18 +197,21 @@ def test_views_carry_the_tokenizer_into_spaces():
         (dict(normalization_type=None), "LlamaForCausalLM", "cfg.normalization_type=None"),
         (dict(act_fn="solu_ln"), "GPT2LMHeadModel", "cfg.act_fn='solu_ln'"),
         (dict(n_key_value_heads=3), "LlamaForCausalLM", "n_key_value_heads=3"),
+        (dict(output_logits_soft_cap=30.0), "LlamaForCausalLM", "cfg.output_logits_soft_cap=30.0"),
+        (dict(parallel_attn_mlp=True), "LlamaForCausalLM", "cfg.parallel_attn_mlp=True"),
         ({}, "Gemma2ForCausalLM", "architecture='Gemma2ForCausalLM'"),
         ({}, "DeepseekV3ForCausalLM", "latent attention"),
+        ({}, "NoSuchModelForCausalLM", "architecture='NoSuchModelForCausalLM'"),
     ],
 )
 def test_unsupported_configs_are_refused_naming_the_attribute(overrides, architecture, match):
     from types import SimpleNamespace
 
-    from tl_embspace.adapters._common import check_supported
+    from tl_embspace.adapters._common import accept
 
     cfg = SimpleNamespace(
         **{"num_experts": None, "normalization_type": "RMS", "act_fn": "silu", "n_heads": 4, "n_key_value_heads": 2,
            **overrides}
     )
     with pytest.raises(te.UnsupportedModelError, match=re.escape(match) if "=" in match else match):
-        check_supported(cfg, architecture)
+        accept(cfg, architecture)

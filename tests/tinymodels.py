@@ -60,7 +60,7 @@ def has_hooked() -> bool:
     return tl_major() < 4
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_dir() -> str:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -84,7 +84,7 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(_tokenizer_dir())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hf_dir(case_name: str) -> str:
     """Build the case's HF model (seeded) and save it with the tokenizer; return the folder."""
     from transformers import (
@@ -226,3 +226,52 @@ def load(case_name: str, backend: str, processed: bool = False):
 
 def backends() -> list[str]:
     return ["bridge", "hooked"] if has_hooked() else ["bridge"]
+
+
+# -- any architecture, from its transformers config class (bridge only) -----------------------
+# Small enough for dense references; every parameter perturbed (norm gains of exactly 1 would
+# hide a missing gain).
+ARCH_DEFAULTS = dict(
+    vocab_size=D_VOCAB,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    max_position_embeddings=64,
+)
+
+
+@functools.cache
+def arch_dir(architecture: str, **overrides) -> str:
+    """Build a tiny seeded ``architecture`` (e.g. "Qwen3ForCausalLM"), save it with the tokenizer."""
+    import transformers
+
+    config_cls = getattr(transformers, architecture.replace("ForCausalLM", "Config"))
+    torch.manual_seed(sum(map(ord, architecture)))
+    model = getattr(transformers, architecture)(config_cls(**{**ARCH_DEFAULTS, **overrides}))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    d = tempfile.mkdtemp(prefix=f"tl-embspace-{architecture}-")
+    model.eval().save_pretrained(d)
+    tokenizer().save_pretrained(d)
+    return d
+
+
+def arch_bridge(architecture: str, **overrides):
+    """A TransformerBridge of a tiny ``architecture`` (see ``arch_dir``)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(
+        arch_dir(architecture, **overrides), tokenizer=tokenizer()
+    )
+
+
+def arch_hf(architecture: str, **overrides):
+    """The Hugging Face model behind ``arch_bridge`` (same weights)."""
+    import transformers
+
+    cls = getattr(transformers, architecture)
+    return cls.from_pretrained(arch_dir(architecture, **overrides), attn_implementation="eager")

@@ -12,7 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .adapters import LayerWeights, ModelSpec, WeightView, adapt
+from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .errors import (
     BasisError,
     EmbSpaceError,
@@ -53,6 +53,7 @@ __all__ = [
     "TokenFilter",
     "Registry",
     "ModelSpec",
+    "ModelFacts",
     "WeightView",
     "LayerWeights",
     "VectorProjection",

@@ -9,8 +9,11 @@ even raises there).
 from typing import Any
 
 from ..errors import UnsupportedModelError
-from .base import FoldedView, GlobalWeights, LayerWeights, ModelSpec, WeightView
+from .folded import FoldedView
 from .hooks import HookNames
+from .spec import ModelFacts, ModelSpec
+from .view import WeightView
+from .weights import GlobalWeights, LayerWeights, MLPWeights
 
 _ADAPTERS = {
     "TransformerBridge": ("bridge", "BridgeView"),
@@ -19,21 +22,30 @@ _ADAPTERS = {
 }
 
 
-def adapt(model: Any) -> WeightView:
+def adapt(model: Any, facts: ModelFacts | None = None) -> WeightView:
     """A read-only, TransformerLens-layout weight view of ``model``.
 
     Args:
         model: A ``HookedTransformer`` or ``HookedEncoder`` (TransformerLens 3.x), a
             ``TransformerBridge`` (3.x or 4.x), or an existing ``WeightView`` (returned as is).
+        facts: Facts the model cannot tell about itself (e.g.
+            ``ModelFacts(unembed_trained=False)``); they override facts its builder declared.
 
     Returns:
         A ``WeightView`` of the weights as they are in the model (``view.weights`` says "raw" or
         "tl-processed"); call ``view.folded()`` for LayerNorm-folded weights.
 
     Raises:
-        UnsupportedModelError: For anything else, naming the class and what is supported.
+        UnsupportedModelError: For anything else, naming the class and what is supported; for an
+            architecture or configuration attribute no adapter family understands (naming it);
+            for ``facts`` given with a view (a view's facts are fixed; adapt the model).
     """
     if isinstance(model, WeightView):
+        if facts is not None:
+            raise UnsupportedModelError(
+                "facts= applies when adapting a model, not an existing WeightView (whose spec is "
+                "fixed); call adapt(model, facts=...) on the model"
+            )
         return model
     import importlib
 
@@ -41,11 +53,21 @@ def adapt(model: Any) -> WeightView:
         if cls.__name__ in _ADAPTERS and cls.__module__.startswith("transformer_lens"):
             module_name, view_name = _ADAPTERS[cls.__name__]
             module = importlib.import_module(f"{__name__}.{module_name}")
-            return getattr(module, view_name)(model)
+            return getattr(module, view_name)(model, facts)
     raise UnsupportedModelError(
         f"cannot adapt a {type(model).__module__}.{type(model).__qualname__}; expected a "
         f"TransformerLens model: {', '.join(sorted(_ADAPTERS))}"
     )
 
 
-__all__ = ["adapt", "FoldedView", "GlobalWeights", "HookNames", "LayerWeights", "ModelSpec", "WeightView"]
+__all__ = [
+    "adapt",
+    "FoldedView",
+    "GlobalWeights",
+    "HookNames",
+    "LayerWeights",
+    "MLPWeights",
+    "ModelFacts",
+    "ModelSpec",
+    "WeightView",
+]

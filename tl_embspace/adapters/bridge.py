@@ -5,46 +5,52 @@ The bridge wraps a Hugging Face model and exposes TransformerLens-layout weights
 for GQA models; we expand them once, in ``make_layer``.
 """
 
+from dataclasses import replace
 from typing import Any
 
 from ..errors import UnsupportedModelError
-from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
-from ._common import build_spec, check_supported
+from ._common import accept, build_spec
 from .hooks import HookNames, bridge_hook_names
-
-# BERT-style encoders: post-norm blocks, an MLM head (dense -> act -> LayerNorm) before W_U.
-_ENCODER_PREFIXES = ("Bert",)
+from .spec import ModelFacts
+from .view import WeightView
+from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
 
 
 def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
-    """(weight, bias) of a bridged norm: RMSNorm has no bias."""
+    """(weight, bias) of a bridged norm: RMSNorm has no bias; a norm without parameters
+    (OLMo's non-parametric LayerNorm, LayerNorm without bias) gives None for the missing ones.
+    """
     if module is None:
         return None, None
-    return module.weight, (module.bias if norm_type == "LN" else None)
+    inner = getattr(module, "original_component", module)
+    weight = getattr(inner, "weight", None)
+    bias = getattr(inner, "bias", None) if norm_type == "LN" else None
+    return weight, bias
 
 
 class BridgeView(WeightView):
     """Read-only weights of a ``TransformerBridge``."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, facts: ModelFacts | None = None) -> None:
         cfg = model.cfg
         architecture = str(cfg.architecture or type(model.original_model).__name__)
-        check_supported(cfg, architecture)
+        family = accept(cfg, architecture)
         self._model = model
-        is_encoder = architecture.startswith(_ENCODER_PREFIXES)
+        self._family = family
+        is_encoder = family.is_encoder
         # The bridge boots with raw Hugging Face weights; enable_compatibility_mode() (or
         # process_weights()) folds and centres them in place and records it in this flag.
         processed = bool(model._weights_processed)
         spec = build_spec(
             model,
             cfg,
+            family,
+            facts,
             backend="TransformerBridge",
             architecture=architecture,
-            norm_placement="post" if is_encoder else "pre",
             ln_folded=processed and not is_encoder,
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-            is_encoder=is_encoder,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -52,24 +58,47 @@ class BridgeView(WeightView):
     @property
     def hook_names(self) -> HookNames:
         """Bridge hook names (see ``hooks.bridge_hook_names``)."""
-        return bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        names = bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        if self._family.shared_norm:
+            # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
+            names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
+        return names
 
     def _check_layout(self) -> None:
-        """Refuse a bridge whose per-head tensors do not have the configured shapes."""
+        """Refuse a bridge whose per-head tensors do not have the configured shapes, on every layer.
+
+        Every block must have attention with the configured shapes (a hybrid's recurrent
+        layers have none), and q/k norms exactly when the family reads them.
+        """
         s = self.spec
-        attn = self._model.blocks[0].attn
         expected = {
             "W_Q": (s.n_heads, s.d_model, s.d_head),
             "W_K": (s.n_kv_heads, s.d_model, s.d_head),
+            "W_V": (s.n_kv_heads, s.d_model, s.d_head),
             "W_O": (s.n_heads, s.d_head, s.d_model),
         }
-        for name, shape in expected.items():
-            got = tuple(getattr(attn, name).shape)
-            if got != shape:
+        for layer, block in enumerate(self._model.blocks):
+            attn = block._modules.get("attn")
+            if attn is None:
                 raise UnsupportedModelError(
-                    f"blocks[0].attn.{name} has shape {got}, expected {shape} from the config "
-                    f"(n_heads={s.n_heads}, n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); "
-                    "this architecture's bridge layout is not supported"
+                    f"{s.architecture}: blocks[{layer}] has no attention (a recurrent or "
+                    "state-space layer); this architecture's layout is not supported"
+                )
+            for name, shape in expected.items():
+                got = tuple(getattr(attn, name).shape)
+                if got != shape:
+                    raise UnsupportedModelError(
+                        f"{s.architecture}: blocks[{layer}].attn.{name} has shape {got}, "
+                        f"expected {shape} from the config (n_heads={s.n_heads}, "
+                        f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
+                        "architecture's bridge layout is not supported"
+                    )
+            norms = {n for n in ("q_norm", "k_norm") if n in attn._modules}
+            if norms != ({"q_norm", "k_norm"} if s.qk_norm else set()):
+                raise UnsupportedModelError(
+                    f"{s.architecture}: blocks[{layer}].attn has q/k norms {sorted(norms)} but "
+                    f"family {s.family!r} declares qk_norm={s.qk_norm}; this layout is not "
+                    "supported"
                 )
 
     def _read_globals(self) -> GlobalWeights:
@@ -104,6 +133,17 @@ class BridgeView(WeightView):
         attn, mlp = block.attn, block._modules.get("mlp")
         ln1_w, ln1_b = _norm(block.ln1, s.norm_type)
         ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
+        if self._family.shared_norm:
+            if "ln2" in block._modules:
+                raise UnsupportedModelError(
+                    f"{s.architecture}: family {s.family!r} declares one shared norm per block "
+                    f"but blocks[{layer}] has an ln2"
+                )
+            # One convention on both backends (HookedTransformer copies the shared norm to ln2).
+            ln2_w, ln2_b = ln1_w, ln1_b
+        q_norm_w = k_norm_w = None
+        if s.qk_norm:
+            q_norm_w, k_norm_w = attn.q_norm.weight, attn.k_norm.weight
         return make_layer(
             layer,
             W_Q=attn.W_Q,
@@ -114,9 +154,14 @@ class BridgeView(WeightView):
             b_K_grouped=attn.b_K,
             b_V_grouped=attn.b_V,
             b_O=attn.b_O,
-            **mlp_weights(mlp, s.gated_mlp),
+            **mlp_fields(mlp, s.gated_mlp),
+            # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds a
+            # LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
+            b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
             ln1_w=ln1_w,
             ln1_b=ln1_b,
             ln2_w=ln2_w,
             ln2_b=ln2_b,
+            q_norm_w=q_norm_w,
+            k_norm_w=k_norm_w,
         )

@@ -4,9 +4,11 @@ from typing import Any
 
 import torch
 
-from .base import GlobalWeights, LayerWeights, WeightView, copy_tensor, make_layer, mlp_weights
-from ._common import build_spec, check_supported
+from ._common import accept, build_spec
 from .hooks import HookNames, hooked_encoder_hook_names, hooked_transformer_hook_names
+from .spec import ModelFacts
+from .view import WeightView
+from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
 
 
 def _norm_params(norm: Any, normalization_type: str) -> tuple[Any, Any]:
@@ -21,24 +23,24 @@ def _norm_params(norm: Any, normalization_type: str) -> tuple[Any, Any]:
 class HookedTransformerView(WeightView):
     """Read-only weights of a ``HookedTransformer`` (decoder-only, pre-norm)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, facts: ModelFacts | None = None) -> None:
         cfg = model.cfg
         architecture = str(cfg.original_architecture or "HookedTransformer")
-        check_supported(cfg, architecture)
+        family = accept(cfg, architecture)
         self._model = model
         processed = cfg.normalization_type in ("LNPre", "RMSPre")
         spec = build_spec(
             model,
             cfg,
+            family,
+            facts,
             backend="HookedTransformer",
             architecture=architecture,
-            norm_placement="pre",
             ln_folded=processed,
             weights_processed=processed,
             # HookedTransformer keeps a separate W_U even for tied checkpoints; equal raw weights
             # is what "tied" means. Processing changes W_U, so declare it when loading processed.
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
-            is_encoder=False,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
 
@@ -76,6 +78,9 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     # norm into it).
     ln2_w, ln2_b = _norm_params(block.ln2, cfg.normalization_type) if has_mlp else (None, None)
     mlp = block.mlp if has_mlp else None
+    q_norm_w = k_norm_w = None
+    if getattr(cfg, "use_qk_norm", False):
+        q_norm_w, k_norm_w = attn.q_norm.w, attn.k_norm.w
     return make_layer(
         layer,
         W_Q=attn.W_Q,
@@ -86,32 +91,34 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
         b_K_grouped=b_K,
         b_V_grouped=b_V,
         b_O=attn.b_O,
-        **mlp_weights(mlp, cfg.gated_mlp),
+        **mlp_fields(mlp, cfg.gated_mlp),
         ln1_w=ln1_w,
         ln1_b=ln1_b,
         ln2_w=ln2_w,
         ln2_b=ln2_b,
+        q_norm_w=q_norm_w,
+        k_norm_w=k_norm_w,
     )
 
 
 class HookedEncoderView(WeightView):
     """Read-only weights of a TransformerLens 3.x ``HookedEncoder`` (BERT, post-norm)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, facts: ModelFacts | None = None) -> None:
         cfg = model.cfg
         architecture = str(cfg.original_architecture or "BertForMaskedLM")
-        check_supported(cfg, architecture)
+        family = accept(cfg, architecture)
         self._model = model
         spec = build_spec(
             model,
             cfg,
+            family,
+            facts,
             backend="HookedEncoder",
             architecture=architecture,
-            norm_placement="post",
             ln_folded=False,
             weights_processed=False,
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
-            is_encoder=True,
         )
         super().__init__(spec, "raw", model.tokenizer)
 

@@ -1,0 +1,173 @@
+"""Adapter families: allow-list refusals, facts, folded options, q/k norms, every-layer layout."""
+
+import copy
+import re
+
+import pytest
+import tinymodels as tm
+import torch
+
+import tl_embspace as te
+from tl_embspace import _facts
+from tl_embspace.adapters import ModelFacts, adapt
+from tl_embspace.adapters.families import FAMILIES, family_for, supported_architectures
+
+QWEN3 = "Qwen3ForCausalLM"
+
+
+@pytest.fixture(scope="module")
+def qwen3():
+    return tm.arch_bridge(QWEN3)
+
+
+# -- facts -----------------------------------------------------------------------------------
+def test_declared_facts_survive_deepcopy():
+    model = tm.bridge("bert-encoder")
+    _facts.declare(model, unembed_trained=False, model_name="tiny-bert")
+    clone = copy.deepcopy(model)
+    spec = adapt(clone).spec
+    assert spec.unembed_trained is False and spec.model_name == "tiny-bert"
+    with pytest.raises(te.BasisError, match="never trained"):
+        te.EmbeddingSpace(clone, write="W_U")
+
+
+def test_undeclared_model_has_no_facts():
+    assert _facts.declared(tm.bridge("gpt2-mha-tied")) == {}
+    assert adapt(tm.bridge("gpt2-mha-tied")).spec.unembed_trained is True
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_explicit_facts_override_declared_ones(declared):
+    model = tm.bridge("bert-encoder")
+    _facts.declare(model, unembed_trained=declared, model_name="declared-name")
+    spec = adapt(model, facts=ModelFacts(unembed_trained=not declared)).spec
+    assert spec.unembed_trained is (not declared)
+    assert spec.model_name == "declared-name"  # a fact not given explicitly stays declared
+
+
+def test_facts_for_an_existing_view_are_refused():
+    view = adapt(tm.bridge("gpt2-mha-tied"))
+    with pytest.raises(te.UnsupportedModelError, match="facts="):
+        adapt(view, facts=ModelFacts(unembed_trained=False))
+
+
+def test_declaring_an_unknown_fact_raises():
+    with pytest.raises(TypeError, match="unknown model facts"):
+        _facts.declare(tm.bridge("gpt2-mha-tied"), trained=True)
+
+
+# -- folded options ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "option", ["center_writing_weights", "center_unembed", "fold_value_biases"]
+)
+def test_refolding_with_other_options_honours_them(option):
+    base = adapt(tm.bridge("gpt2-mha-tied"))
+    folded = base.folded()
+    assert folded.folded() is folded
+    assert folded.folded(**{option: True}) is folded  # the same options: the same view
+    other = folded.folded(**{option: False})
+    direct = base.folded(**{option: False})
+    assert option not in other.weights and other.weights == direct.weights
+    assert other.weights.endswith("of raw")
+    changed = False
+    for layer in range(base.spec.n_layers):
+        a, b = other.layer(layer), direct.layer(layer)
+        for f in ("W_O", "b_O", "W_out", "b_out", "b_V_grouped"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert (x is None) == (y is None) and (x is None or torch.equal(x, y)), f
+            z = getattr(folded.layer(layer), f)
+            changed |= x is not None and not torch.allclose(x, z)
+    changed |= not torch.allclose(other.W_U, folded.W_U)
+    assert changed, f"{option}=False produced the default folding"
+
+
+def test_folded_rejects_unknown_options():
+    with pytest.raises(TypeError):
+        adapt(tm.bridge("gpt2-mha-tied")).folded().folded(fold_ln=False)
+
+
+# -- allow-list and refusals ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "architecture,reason",
+    [
+        ("Olmo2ForCausalLM", "post-sublayer norms"),
+        ("BloomForCausalLM", "word_embeddings_layernorm"),
+        ("Gemma2ForCausalLM", "1 + weight"),
+        ("MixtralForCausalLM", "mixture-of-experts"),
+    ],
+)
+def test_families_without_a_verified_adapter_are_refused_by_name(architecture, reason):
+    named = re.escape(f"architecture={architecture!r}")
+    with pytest.raises(te.UnsupportedModelError, match=named) as e:
+        adapt(tm.arch_bridge(architecture))
+    assert reason in str(e.value)
+
+
+def test_an_unlisted_architecture_is_refused_with_the_supported_list():
+    with pytest.raises(te.UnsupportedModelError, match="on no adapter family's allow-list") as e:
+        family_for("MadeUpForCausalLM")
+    assert "LlamaForCausalLM" in str(e.value)
+
+
+def test_every_listed_architecture_belongs_to_exactly_one_family():
+    archs = supported_architectures()
+    assert len(archs) == len(set(archs))
+    assert {family_for(a).name for a in archs} == set(FAMILIES.names())
+
+
+def test_layout_is_checked_on_every_layer():
+    model = tm.arch_bridge(QWEN3)
+    # Our own tiny model: drop layer 1's q-norm so only that layer disagrees with its family.
+    del model.blocks[1].attn._modules["q_norm"]
+    message = re.escape("blocks[1].attn has q/k norms ['k_norm']")
+    with pytest.raises(te.UnsupportedModelError, match=message):
+        adapt(model)
+
+
+# -- Qwen3: q/k norms ----------------------------------------------------------------------------
+def test_qwen3_spec_records_its_features(qwen3):
+    spec = adapt(qwen3).spec
+    assert spec.family == "qwen3" and spec.qk_norm is True
+    assert spec.rotary_dim == spec.d_head == 8
+    assert spec.attention_layers == (0, 1)
+    assert spec.n_experts == 0 and spec.norm_offset == 0.0 and spec.final_softcap is None
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_qwen3_qk_norm_gains_are_read_from_the_model(qwen3, layer):
+    hf = tm.arch_hf(QWEN3).model.layers[layer].self_attn
+    lw = adapt(qwen3).layer(layer)
+    torch.testing.assert_close(lw.q_norm_w, hf.q_norm.weight.detach())
+    torch.testing.assert_close(lw.k_norm_w, hf.k_norm.weight.detach())
+    assert not torch.allclose(lw.q_norm_w, torch.ones_like(lw.q_norm_w))
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_qwen3_qk_circuit_includes_the_norm_gains(qwen3, layer):
+    """Content QK scores from the view equal the model's, up to the per-head normalisations."""
+    hf = tm.arch_hf(QWEN3).model.layers[layer].self_attn
+    view = adapt(qwen3)
+    lw = view.layer(layer)
+    x = torch.randn(5, view.spec.d_model)
+    with torch.no_grad():
+        q = (x @ lw.W_Q).transpose(0, 1)  # [pos, head, d_head]
+        k = (x @ lw.W_K).transpose(0, 1)
+        true = torch.einsum("qhd,khd->hqk", hf.q_norm(q), hf.k_norm(k))
+        rms = lambda t: torch.rsqrt(t.pow(2).mean(-1) + hf.q_norm.variance_epsilon)  # noqa: E731
+        # Undo the per-head normalisation (a positive scalar per query and per key).
+        dense = true / rms(q).T[:, :, None] / rms(k).T[:, None, :]
+    ours = torch.einsum("qm,hmd,hnd,kn->hqk", x, lw.W_Q_qk, lw.W_K_qk, x)
+    torch.testing.assert_close(ours, dense, atol=1e-4, rtol=1e-4)
+    without = torch.einsum("qm,hmd,hnd,kn->hqk", x, lw.W_Q, lw.W_K, x)
+    assert not torch.allclose(without, dense, atol=1e-2), "gains must matter in this tiny model"
+
+
+def test_qwen3_folded_view_keeps_the_qk_norm_gains_in_the_circuit(qwen3):
+    view = adapt(qwen3)
+    raw, folded = view.layer(1), view.folded().layer(1)
+    # Folding moves ln1 into W_Q/W_K; the q/k-norm gains stay separate (as in TransformerLens)
+    # and enter the QK circuit through W_Q_qk / W_K_qk.
+    torch.testing.assert_close(folded.W_Q, raw.W_Q * raw.ln1_w[:, None])
+    torch.testing.assert_close(folded.q_norm_w, raw.q_norm_w)
+    torch.testing.assert_close(folded.W_Q_qk, raw.W_Q * raw.ln1_w[:, None] * raw.q_norm_w)
+    torch.testing.assert_close(folded.W_K_qk, raw.W_K * raw.ln1_w[:, None] * raw.k_norm_w)

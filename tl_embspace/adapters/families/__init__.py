@@ -1,0 +1,163 @@
+"""Allow-list of model families: what each adapter family understands, and refusal of the rest.
+
+A family is data (``Family``): the Hugging Face ``architectures`` names it covers, its norm
+placement, whether it is an encoder, the configuration features it understands and how its
+activation is spelt. ``family_for`` finds the family of a model's configuration; anything not on
+a list, or using a feature its family does not understand, is refused with an
+``UnsupportedModelError`` naming the architecture and the attribute (penzai's "does not support
+these configuration attributes").
+
+Adding a family: one module in this package calling ``FAMILIES.add(name, Family(...))``, imported
+below, plus a tiny model in ``tests/tinymodels.py`` that the hook checks pass on.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import UnsupportedModelError
+from ...registry import Registry
+
+
+def _positive(value: Any) -> bool:
+    """Soft-cap style settings: active when a positive number (TransformerLens uses -1 for off)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+# Configuration features that change what a weight means. A model whose config turns one on is
+# refused unless its family lists the feature in ``understands``. Values: (is it on?, why it
+# matters). Read from the TransformerLens config (``model.cfg``) of either backend.
+FEATURES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_experts": (bool, "sparse mixture-of-experts MLPs have no single W_in/W_out"),
+    "parallel_attn_mlp": (bool, "attention and MLP read the same residual"),
+    "rmsnorm_uses_offset": (bool, "norms scale by (1 + weight)"),
+    "attn_scores_soft_cap": (_positive, "attention logits are soft-capped"),
+    "output_logits_soft_cap": (_positive, "final logits are soft-capped"),
+    "use_normalization_before_and_after": (bool, "post-sublayer norms"),
+    "post_embedding_ln": (bool, "a norm follows the embedding, so W_E is not the stream's basis"),
+    "scale_embedding": (bool, "embeddings are scaled before block 0"),
+    "use_qk_norm": (bool, "queries and keys are normalised per head"),
+    "use_NTK_by_parts_rope": (lambda v: False, "rotary scaling (positions only)"),
+}
+
+# Settings every family handles: positions only, or read from the config where needed.
+NORMS = ("LN", "LNPre", "RMS", "RMSPre")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One adapter family: the architectures it covers and the configuration it understands.
+
+    Attributes:
+        name: Family name (recorded as ``ModelSpec.family``).
+        architectures: Hugging Face ``architectures`` strings covered (as in TransformerLens 4.3's
+            ``SUPPORTED_ARCHITECTURES``); TransformerLens 3.x ``original_architecture`` too.
+        norm_placement: "pre" (norm before each sublayer) or "post" (BERT).
+        is_encoder: Bidirectional encoder with an MLM head.
+        understands: ``FEATURES`` this family's adapter handles correctly.
+        act_fn: The MLP activation when TransformerLens's config does not spell it (None: trust
+            ``cfg.act_fn``).
+        qk_norm: Attention has per-head q/k norms whose gains the view reads.
+        shared_norm: Parallel block with one norm read by both attention and MLP (GPT-J):
+            the view reports that norm as ``ln1`` and ``ln2``.
+        notes: What a projection means for this family (README table).
+    """
+
+    name: str
+    architectures: frozenset[str]
+    norm_placement: str = "pre"
+    is_encoder: bool = False
+    understands: frozenset[str] = field(default_factory=frozenset)
+    act_fn: str | None = None
+    qk_norm: bool = False
+    shared_norm: bool = False
+    notes: str = ""
+
+
+FAMILIES: Registry[Family] = Registry("model family")
+
+# Refused by name, with the reason (not on any allow-list, but a common question).
+REFUSED: dict[str, str] = {}
+
+
+def add(family: Family) -> Family:
+    """Register ``family`` (duplicate names or architectures raise)."""
+    for other in FAMILIES.names():
+        clash = family.architectures & FAMILIES[other].architectures
+        if clash:
+            raise UnsupportedModelError(
+                f"architectures {sorted(clash)} claimed by families {other!r} and {family.name!r}"
+            )
+    FAMILIES.add(family.name, family)
+    return family
+
+
+def refuse(reason: str, *architectures: str) -> None:
+    """Record architectures that are refused on purpose, with the reason."""
+    for a in architectures:
+        REFUSED[a] = reason
+
+
+def family_for(architecture: str) -> Family:
+    """The family covering ``architecture``.
+
+    Raises:
+        UnsupportedModelError: Naming the architecture and why, when no family covers it.
+    """
+    for name in FAMILIES.names():
+        if architecture in FAMILIES[name].architectures:
+            return FAMILIES[name]
+    why = REFUSED.get(architecture, "it is on no adapter family's allow-list")
+    raise UnsupportedModelError(
+        f"architecture={architecture!r} is not supported: {why}. Supported architectures: "
+        f"{', '.join(supported_architectures())}"
+    )
+
+
+def supported_architectures() -> list[str]:
+    """Every architecture name on an allow-list, sorted."""
+    return sorted(a for n in FAMILIES.names() for a in FAMILIES[n].architectures)
+
+
+def check_config(family: Family, cfg: Any, architecture: str) -> None:
+    """Refuse a config that turns on a feature ``family`` does not understand.
+
+    Raises:
+        UnsupportedModelError: Listing every such attribute with its value and why it matters.
+    """
+    problems = []
+    for attr, (is_on, why) in FEATURES.items():
+        value = getattr(cfg, attr, None)
+        if attr not in family.understands and value is not None and is_on(value):
+            problems.append(f"cfg.{attr}={value!r} ({why})")
+    norm = getattr(cfg, "normalization_type", None)
+    if norm not in NORMS:
+        problems.append(f"cfg.normalization_type={norm!r} (expected one of {', '.join(NORMS)})")
+    act = str(getattr(cfg, "act_fn", ""))
+    if act.endswith("_ln"):
+        problems.append(f"cfg.act_fn={act!r} (activations with an inner LayerNorm)")
+    n_heads = cfg.n_heads
+    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    if n_heads % n_kv:
+        problems.append(f"cfg.n_key_value_heads={n_kv} does not divide cfg.n_heads={n_heads}")
+    if problems:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r} (family {family.name!r}): the adapter does not "
+            f"support these configuration attributes: {'; '.join(problems)}"
+        )
+
+
+# Importing the family modules registers them (one module per family).
+from . import bert, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
+
+__all__ = [
+    "FAMILIES",
+    "FEATURES",
+    "Family",
+    "REFUSED",
+    "add",
+    "check_config",
+    "family_for",
+    "refuse",
+    "supported_architectures",
+]

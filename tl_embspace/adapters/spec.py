@@ -1,0 +1,137 @@
+"""What a view knows about its model: ``ModelSpec`` (from the config) and ``ModelFacts``.
+
+Every field is read from the model's configuration or declared by whoever built the model;
+nothing is guessed from tensor shapes.
+"""
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Facts a TransformerLens model cannot tell about itself; ``None`` means "not declared".
+
+    Pass them to ``adapt(model, facts=ModelFacts(...))``; the offline zoo declares them on the
+    models it builds (``tl_embspace._facts.declare``). Explicit facts override declared ones.
+
+    Attributes:
+        unembed_trained: False when ``W_U`` exists but was never trained (an encoder loaded
+            without its MLM head): projections through it are refused.
+        model_name: The checkpoint's name, for provenance.
+        tied_embeddings: Whether the checkpoint ties ``W_U`` to ``W_E``.
+        source: Where the weights came from (a path or hub id), for provenance.
+    """
+
+    unembed_trained: bool | None = None
+    model_name: str | None = None
+    tied_embeddings: bool | None = None
+    source: str | None = None
+
+    def declared(self) -> dict[str, object]:
+        """The facts that are set (not ``None``)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def over(self, other: "ModelFacts") -> "ModelFacts":
+        """These facts, falling back to ``other`` where these are not declared."""
+        return ModelFacts(**{**other.declared(), **self.declared()})
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The fact names ``declare`` accepts."""
+        return frozenset(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Facts about a model, declared by its configuration (never guessed from tensor shapes).
+
+    Attributes:
+        model_name: Name of the checkpoint (or "unnamed").
+        backend: "HookedTransformer", "HookedEncoder" or "TransformerBridge".
+        tl_version: TransformerLens version the model was loaded with.
+        architecture: Original architecture (e.g. "LlamaForCausalLM").
+        norm_type: "LN" (LayerNorm, centres and scales) or "RMS" (RMSNorm, scales only).
+        norm_placement: "pre" (norm before each sublayer) or "post" (BERT-style, after the add).
+        ln_folded: True when norm weights are already folded into the next linear maps (the norms
+            then only normalise); false for raw weights.
+        weights_processed: True when TransformerLens processed the weights at load
+            (fold_ln / centring, ``HookedTransformer.from_pretrained`` defaults or the bridge's
+            ``enable_compatibility_mode``).
+        tied_embeddings: True when the raw output embedding is the input embedding transposed.
+        positional: TransformerLens ``positional_embedding_type`` ("standard", "rotary",
+            "alibi", ...).
+        gated_mlp: True for gated MLPs (SwiGLU/GeGLU): ``act(x W_gate) * (x W_in)``.
+        parallel_attn_mlp: True when attention and MLP read the same residual (GPT-J/NeoX).
+        is_encoder: True for bidirectional encoders (BERT).
+        unembed_trained: False when ``W_U`` exists but was never trained (an encoder without its
+            MLM head): projections through it are meaningless and the library refuses them.
+        n_kv_heads: Number of key/value heads (== n_heads for MHA, 1 for MQA).
+        eps: Epsilon of the norms.
+        family: The adapter family that accepted the model (``adapters/families``).
+        norm_offset: Added to every norm weight by the model (Gemma's RMSNorm multiplies by
+            ``1 + w``: offset 1.0). The view's norm weights already include it.
+        embed_scale: The model multiplies token embeddings by this before block 0 (Gemma:
+            ``sqrt(d_model)``); ``W_E`` in the view is the unscaled table.
+        attn_softcap: Attention-logit soft-cap ``c`` (scores become ``c * tanh(s / c)``), or None.
+        final_softcap: Final-logit soft-cap, or None. Projection scores are *pre-cap*: capping
+            is monotone, so the top-k order of one logit vector is unchanged.
+        n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
+        experts_per_token: Experts each token is routed to (0 for dense MLPs).
+        attention_layers: Indices of the blocks that have attention.
+        rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
+            QK pairs are content-only either way.
+        qk_norm: True when queries and keys are normalised per head (Qwen3, OLMo-2, Gemma-3):
+            the view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
+        embed_norm: True when a norm follows the embedding (Bloom's
+            ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
+    """
+
+    model_name: str
+    backend: str
+    tl_version: str
+    architecture: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    d_vocab_out: int
+    norm_type: str
+    norm_placement: str
+    ln_folded: bool
+    weights_processed: bool
+    tied_embeddings: bool
+    positional: str
+    gated_mlp: bool
+    act_fn: str
+    parallel_attn_mlp: bool
+    is_encoder: bool
+    unembed_trained: bool
+    eps: float
+    family: str = ""
+    norm_offset: float = 0.0
+    embed_scale: float = 1.0
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    n_experts: int = 0
+    experts_per_token: int = 0
+    attention_layers: tuple[int, ...] = ()
+    rotary_dim: int | None = None
+    qk_norm: bool = False
+    embed_norm: bool = False
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head."""
+        return self.n_heads // self.n_kv_heads
+
+    def kv_head(self, head: int) -> int:
+        """The key/value head that query head ``head`` reads."""
+        return head // self.group_size
+
+
+NORM_TYPES = ("LN", "RMS")
+
+__all__ = ["ModelFacts", "ModelSpec", "NORM_TYPES"]

@@ -1,0 +1,175 @@
+"""The abstract weight view: backends read weights, everything derived lives here once.
+
+Backends (``hooked.py``, ``bridge.py``) implement ``_read_globals``, ``_read_layer`` and
+``hook_names``; the derived methods are final (equinox's abstract/final pattern).
+"""
+
+import functools
+from abc import ABC, abstractmethod
+from typing import Any, final
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..errors import MissingWeightError
+from .hooks import HookNames
+from .spec import ModelSpec
+from .weights import GlobalWeights, LayerWeights
+
+
+class WeightView(ABC):
+    """Read-only access to a model's weights in one convention; see the module docstring.
+
+    Subclasses (one per backend) implement ``_read_globals`` and ``_read_layer``; everything
+    derived (GQA expansion, LayerNorm folding, readouts) lives here once.
+    """
+
+    spec: ModelSpec
+    weights: str  # "raw", "tl-processed" or "folded(...)": which weights this view shows
+
+    def __init__(self, spec: ModelSpec, weights: str, tokenizer: Any) -> None:
+        self.spec = spec
+        self.weights = weights
+        # The model's tokenizer travels with its weights, so a view (or a folded view) alone
+        # is enough to build an EmbeddingSpace with readable tokens.
+        self.tokenizer = tokenizer
+        self._layers: dict[int, LayerWeights] = {}
+
+    # -- what backends implement -------------------------------------------------------------
+    @abstractmethod
+    def _read_globals(self) -> GlobalWeights: ...
+
+    @abstractmethod
+    def _read_layer(self, layer: int) -> LayerWeights: ...
+
+    @property
+    @abstractmethod
+    def hook_names(self) -> HookNames:
+        """The model's hook-point names for what this view describes (see ``HookNames``)."""
+
+    # -- public access -----------------------------------------------------------------------
+    @functools.cached_property
+    def globals(self) -> GlobalWeights:
+        """Embedding, unembedding, positional and final-norm weights."""
+        return self._read_globals()
+
+    @final
+    def layer(self, layer: int) -> LayerWeights:
+        """The weights of block ``layer`` (negative indices count from the end)."""
+        n = self.spec.n_layers
+        if not -n <= layer < n:
+            raise IndexError(f"layer {layer} out of range for a model with {n} layers")
+        layer %= n
+        if layer not in self._layers:
+            self._layers[layer] = self._read_layer(layer)
+        return self._layers[layer]
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        """Input embedding."""
+        return self.globals.W_E
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab_out"]:
+        """Output embedding (unembedding). See ``spec.unembed_trained``."""
+        return self.globals.W_U
+
+    @property
+    def b_U(self) -> Float[Tensor, " d_vocab_out"] | None:
+        """Unembedding bias, or None."""
+        return self.globals.b_U
+
+    @property
+    def W_pos(self) -> Float[Tensor, "n_ctx d_model"]:
+        """Learned absolute positional embedding (raises for rotary and other schemes)."""
+        if self.globals.W_pos is None:
+            raise MissingWeightError(
+                f"{self.spec.model_name} has no learned positional embedding W_pos "
+                f"(positional_embedding_type={self.spec.positional!r})"
+            )
+        return self.globals.W_pos
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return (
+            f"{type(self).__name__}({s.model_name!r}, backend={s.backend}, weights={self.weights}, "
+            f"layers={s.n_layers}, heads={s.n_heads}/{s.n_kv_heads}kv, norm={s.norm_type})"
+        )
+
+    # -- derived views -----------------------------------------------------------------------
+    def folded(
+        self,
+        *,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+    ) -> "WeightView":
+        """A view with norm weights folded in, computed on the fly from this view's weights.
+
+        Reproduces TransformerLens's load-time processing (``fold_ln`` plus, by default, its
+        other defaults) without touching the model, so a raw bridge or an unprocessed
+        ``HookedTransformer`` can be read in the same coordinates as
+        ``HookedTransformer.from_pretrained``. Idempotent: folding folded weights changes nothing.
+
+        Raises:
+            UnsupportedModelError: For post-norm models (BERT): the norm output *is* the residual
+                stream, so its weights cannot be folded into the next sublayer.
+        """
+        from .folded import FoldedView
+
+        return FoldedView(
+            self,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+        )
+
+    @final
+    def normalize(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """The final norm *without* its weights (LN: centre then scale; RMS: scale)."""
+        x = x.float()
+        if self.spec.norm_type == "LN":
+            x = x - x.mean(-1, keepdim=True)
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.spec.eps)
+
+    @final
+    def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """Apply the model's final norm (with its weights) as the model's forward pass does.
+
+        For encoders this is the MLM head's transform (dense, activation, LayerNorm).
+        """
+        g = self.globals
+        if self.spec.is_encoder:
+            if g.mlm_W is None:
+                raise MissingWeightError(
+                    f"{self.spec.model_name} has no MLM head, so there is no trained readout; "
+                    "use the W_E basis to read its parameters"
+                )
+            h = x.float() @ g.mlm_W.float() + (0 if g.mlm_b is None else g.mlm_b.float())
+            h = torch.nn.functional.gelu(h)
+            return _affine(self.normalize(h), g.ln_final_w, g.ln_final_b)
+        return _affine(self.normalize(x), g.ln_final_w, g.ln_final_b)
+
+    @final
+    def logits(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
+        """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
+
+        With a final-logit soft-cap (Gemma-2) the capped logits are returned, as the model
+        returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
+        """
+        out = self.final_norm(resid) @ self.W_U.float()
+        out = out if self.b_U is None else out + self.b_U.float()
+        cap = self.spec.final_softcap
+        return out if cap is None else cap * torch.tanh(out / cap)
+
+
+def _affine(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
+    if w is not None:
+        x = x * w.float()
+    if b is not None:
+        x = x + b.float()
+    return x
+
+
+__all__ = ["WeightView"]

@@ -1,0 +1,187 @@
+"""Weight containers in TransformerLens layout, and the one GQA expansion.
+
+Conventions (whatever the backend):
+
+* ``W_E [d_vocab, d_model]``, ``W_U [d_model, d_vocab_out]``, ``W_pos [n_ctx, d_model]``.
+* Per layer ``W_Q [n_heads, d_model, d_head]``, ``W_O [n_heads, d_head, d_model]``; ``W_K`` and
+  ``W_V`` are *expanded* to ``n_heads`` with ``repeat_interleave`` (query head ``h`` reads kv head
+  ``h // (n_heads // n_kv_heads)``), and the grouped originals are kept as ``W_K_grouped`` /
+  ``W_V_grouped [n_kv_heads, d_model, d_head]``.
+* ``W_in``/``W_gate [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``.
+
+Every tensor is a detached copy: nothing a caller does to a view can reach the model.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from jaxtyping import Float
+from torch import Tensor
+
+from ..errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class MLPWeights:
+    """One MLP (a dense layer's, or one expert of a sparse-MoE layer).
+
+    ``act(x W_gate) * (x W_in + b_in)`` for gated MLPs (``W_gate`` not None), else
+    ``act(x W_in + b_in)``; then ``@ W_out + b_out``.
+    """
+
+    W_in: Float[Tensor, "d_model d_mlp"]
+    W_gate: Float[Tensor, "d_model d_mlp"] | None
+    W_out: Float[Tensor, "d_mlp d_model"]
+    b_in: Float[Tensor, " d_mlp"] | None = None
+    b_out: Float[Tensor, " d_model"] | None = None
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One layer's weights in TransformerLens layout (see the module docstring).
+
+    Biases and norm parameters that the checkpoint lacks are ``None``; ``W_gate`` is ``None``
+    for non-gated MLPs; MLP fields are ``None`` for attention-only layers and for sparse-MoE
+    layers (whose MLPs are ``experts``).
+    """
+
+    layer: int
+    W_Q: Float[Tensor, "n_heads d_model d_head"]
+    W_K: Float[Tensor, "n_heads d_model d_head"]
+    W_V: Float[Tensor, "n_heads d_model d_head"]
+    W_O: Float[Tensor, "n_heads d_head d_model"]
+    W_K_grouped: Float[Tensor, "n_kv_heads d_model d_head"]
+    W_V_grouped: Float[Tensor, "n_kv_heads d_model d_head"]
+    b_Q: Float[Tensor, "n_heads d_head"] | None
+    b_K_grouped: Float[Tensor, "n_kv_heads d_head"] | None
+    b_V_grouped: Float[Tensor, "n_kv_heads d_head"] | None
+    b_O: Float[Tensor, " d_model"] | None
+    W_in: Float[Tensor, "d_model d_mlp"] | None
+    W_gate: Float[Tensor, "d_model d_mlp"] | None
+    W_out: Float[Tensor, "d_mlp d_model"] | None
+    b_in: Float[Tensor, " d_mlp"] | None
+    b_out: Float[Tensor, " d_model"] | None
+    ln1_w: Float[Tensor, " d_model"] | None
+    ln1_b: Float[Tensor, " d_model"] | None
+    ln2_w: Float[Tensor, " d_model"] | None
+    ln2_b: Float[Tensor, " d_model"] | None
+    # A gated MLP's gate bias: absent in checkpoints, appears when a LayerNorm bias is folded.
+    b_gate: Float[Tensor, " d_mlp"] | None = None
+    # Per-head q/k norm gains (Qwen3, OLMo-2 store them per d_head; see ModelSpec.qk_norm).
+    q_norm_w: Float[Tensor, " d_head"] | None = None
+    k_norm_w: Float[Tensor, " d_head"] | None = None
+    # Sparse MoE: one MLP per expert and the router (logits = x @ W_router).
+    experts: tuple[MLPWeights, ...] | None = None
+    W_router: Float[Tensor, "d_model n_experts"] | None = None
+
+    @property
+    def b_K(self) -> Float[Tensor, "n_heads d_head"] | None:
+        """Key biases expanded to query heads."""
+        return expand_kv(self.b_K_grouped, self.W_Q.shape[0])
+
+    @property
+    def b_V(self) -> Float[Tensor, "n_heads d_head"] | None:
+        """Value biases expanded to query heads."""
+        return expand_kv(self.b_V_grouped, self.W_Q.shape[0])
+
+    @property
+    def W_Q_qk(self) -> Float[Tensor, "n_heads d_model d_head"]:
+        """``W_Q`` as the QK circuit sees it: with the q-norm gain folded in (when there is one).
+
+        The per-head normalisation itself (a positive scalar per query) is left out, as the
+        residual norm is.
+        """
+        return self.W_Q if self.q_norm_w is None else self.W_Q * self.q_norm_w.to(self.W_Q.dtype)
+
+    @property
+    def W_K_qk(self) -> Float[Tensor, "n_heads d_model d_head"]:
+        """``W_K`` (expanded) with the k-norm gain folded in (see ``W_Q_qk``)."""
+        return self.W_K if self.k_norm_w is None else self.W_K * self.k_norm_w.to(self.W_K.dtype)
+
+
+@dataclass(frozen=True)
+class GlobalWeights:
+    """Weights outside the blocks."""
+
+    W_E: Float[Tensor, "d_vocab d_model"]
+    W_U: Float[Tensor, "d_model d_vocab_out"]
+    b_U: Float[Tensor, " d_vocab_out"] | None
+    W_pos: Float[Tensor, "n_ctx d_model"] | None
+    ln_final_w: Float[Tensor, " d_model"] | None
+    ln_final_b: Float[Tensor, " d_model"] | None
+    # Encoders (BERT): the MLM head's transform, dense -> act -> LayerNorm, before W_U.
+    mlm_W: Float[Tensor, "d_model d_model"] | None = None
+    mlm_b: Float[Tensor, " d_model"] | None = None
+    embed_ln_w: Float[Tensor, " d_model"] | None = None
+    embed_ln_b: Float[Tensor, " d_model"] | None = None
+
+
+def expand_kv(grouped: Tensor | None, n_heads: int) -> Tensor | None:
+    """Repeat grouped K/V heads so query head h reads kv head h // group (repeat_interleave)."""
+    if grouped is None:
+        return None
+    n_kv = grouped.shape[0]
+    if n_heads % n_kv:
+        raise UnsupportedModelError(
+            f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv}; cannot map query heads "
+            "to key/value heads"
+        )
+    return grouped.repeat_interleave(n_heads // n_kv, dim=0)
+
+
+def copy_tensor(t: Any) -> Tensor | None:
+    """A detached private copy, so the view can never alias (and so never mutate) the model."""
+    if t is None:
+        return None
+    return t.detach().clone()
+
+
+def mlp_fields(mlp: Any, gated: bool) -> dict[str, Any]:
+    """The MLP fields of a LayerWeights from a TransformerLens MLP module (all None without one)."""
+    if mlp is None:
+        return dict(W_in=None, W_gate=None, W_out=None, b_in=None, b_out=None)
+    return dict(
+        W_in=mlp.W_in,
+        W_gate=mlp.W_gate if gated else None,
+        W_out=mlp.W_out,
+        b_in=mlp.b_in,
+        b_out=mlp.b_out,
+    )
+
+
+def make_layer(
+    layer: int,
+    *,
+    W_Q: Tensor,
+    W_K_grouped: Tensor,
+    W_V_grouped: Tensor,
+    W_O: Tensor,
+    experts: tuple[MLPWeights, ...] | None = None,
+    **rest: Any,
+) -> LayerWeights:
+    """Build a LayerWeights from copies of the model's tensors, expanding K/V once here."""
+    n_heads = W_Q.shape[0]
+    copies = {k: copy_tensor(v) for k, v in rest.items()}
+    W_Kg, W_Vg = copy_tensor(W_K_grouped), copy_tensor(W_V_grouped)
+    return LayerWeights(
+        layer=layer,
+        W_Q=copy_tensor(W_Q),
+        W_K=expand_kv(W_Kg, n_heads),
+        W_V=expand_kv(W_Vg, n_heads),
+        W_O=copy_tensor(W_O),
+        W_K_grouped=W_Kg,
+        W_V_grouped=W_Vg,
+        experts=experts,
+        **copies,
+    )
+
+
+__all__ = [
+    "GlobalWeights",
+    "LayerWeights",
+    "MLPWeights",
+    "copy_tensor",
+    "expand_kv",
+    "make_layer",
+    "mlp_fields",
+]
