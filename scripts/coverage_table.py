@@ -55,6 +55,8 @@ def _cell(check: dict | None, limit: int | None) -> str:
     if check is None:
         return ""
     kind, reason = check["kind"], " ".join(check.get("reason", "").split())
+    # Refusals end with the list of supported architectures: the table already is that list.
+    reason = reason.split(" Supported architectures:")[0]
     if limit is not None and len(reason) > limit:
         reason = reason[: limit - 1] + "…"
     reason = reason.replace("|", "\\|")

@@ -29,7 +29,7 @@ REGENERATE = (
     "docs/coverage.md and README.md"
 )
 # Fully verified families (level "verified") each TransformerLens line must keep reaching.
-MIN_VERIFIED = {4: 20, 3: 19}
+MIN_VERIFIED = {4: 20, 3: 20}
 
 
 def _short(name: str) -> str:
