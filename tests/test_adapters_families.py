@@ -92,7 +92,7 @@ def test_folded_rejects_unknown_options():
     [
         ("Olmo2ForCausalLM", "post-sublayer norms"),
         ("BloomForCausalLM", "word_embeddings_layernorm"),
-        ("Gemma2ForCausalLM", "1 + weight"),
+        ("VaultGemmaForCausalLM", "not verified"),
         ("MixtralForCausalLM", "mixture-of-experts"),
     ],
 )
@@ -171,3 +171,41 @@ def test_qwen3_folded_view_keeps_the_qk_norm_gains_in_the_circuit(qwen3):
     torch.testing.assert_close(folded.q_norm_w, raw.q_norm_w)
     torch.testing.assert_close(folded.W_Q_qk, raw.W_Q * raw.ln1_w[:, None] * raw.q_norm_w)
     torch.testing.assert_close(folded.W_K_qk, raw.W_K * raw.ln1_w[:, None] * raw.k_norm_w)
+
+
+# -- Gemma: norm offset, embedding scale, soft-caps, post-norms ----------------------------------
+@pytest.mark.parametrize("architecture", ["GemmaForCausalLM", "Gemma2ForCausalLM"])
+def test_gemma_spec_records_offset_scale_and_caps(architecture):
+    hf = tm.arch_hf(architecture)
+    spec = adapt(tm.arch_bridge(architecture)).spec
+    assert spec.norm_offset == 1.0
+    assert spec.embed_scale == pytest.approx(float(hf.model.embed_tokens.embed_scale))
+    caps = (
+        getattr(hf.config, "attn_logit_softcapping", None),
+        getattr(hf.config, "final_logit_softcapping", None),
+    )
+    assert (architecture == "Gemma2ForCausalLM") == (caps[1] is not None)
+    assert (spec.attn_softcap, spec.final_softcap) == caps
+
+
+def test_gemma2_norm_gains_include_the_offset_and_post_norms_are_read():
+    hf = tm.arch_hf("Gemma2ForCausalLM").model
+    view = adapt(tm.arch_bridge("Gemma2ForCausalLM"))
+    lw, block = view.layer(1), hf.layers[1]
+    torch.testing.assert_close(lw.ln1_w, 1 + block.input_layernorm.weight.detach())
+    torch.testing.assert_close(lw.ln1_post_w, 1 + block.post_attention_layernorm.weight.detach())
+    torch.testing.assert_close(lw.ln2_post_w, 1 + block.post_feedforward_layernorm.weight.detach())
+    torch.testing.assert_close(view.globals.ln_final_w, 1 + hf.norm.weight.detach())
+
+
+def test_gemma2_logits_are_soft_capped_and_unembed_centring_is_refused():
+    model = tm.arch_bridge("Gemma2ForCausalLM")
+    view = adapt(model)
+    name = view.hook_names.final_resid
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(torch.tensor([[3, 8, 13]]), names_filter=[name])
+    torch.testing.assert_close(view.logits(cache[name]), logits, atol=1e-4, rtol=1e-4)
+    assert float(logits.abs().max()) <= view.spec.final_softcap
+    assert "center_unembed" not in view.folded().weights
+    with pytest.raises(te.UnsupportedModelError, match="soft-capped"):
+        view.folded(center_unembed=True)

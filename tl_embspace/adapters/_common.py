@@ -23,6 +23,11 @@ def accept(cfg: Any, architecture: str) -> Family:
     return family
 
 
+def _cap(value: Any) -> float | None:
+    """A soft-cap setting as a float, None when off (TransformerLens writes -1 for off)."""
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def build_spec(
     model: Any,
     cfg: Any,
@@ -70,6 +75,10 @@ def build_spec(
         attention_layers=tuple(range(cfg.n_layers)),
         rotary_dim=int(rotary_dim) if positional == "rotary" else None,
         qk_norm=family.qk_norm,
+        norm_offset=family.norm_offset,
+        embed_scale=float(cfg.d_model) ** 0.5 if family.embed_scale_sqrt_d_model else 1.0,
+        attn_softcap=_cap(getattr(cfg, "attn_scores_soft_cap", None)),
+        final_softcap=_cap(getattr(cfg, "output_logits_soft_cap", None)),
     )
     values.update(established)
     values.update({k: v for k, v in facts.items() if k in values})

@@ -17,8 +17,9 @@ from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_f
 
 
 def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
-    """(weight, bias) of a bridged norm: RMSNorm has no bias; a norm without parameters
-    (OLMo's non-parametric LayerNorm, LayerNorm without bias) gives None for the missing ones.
+    """(weight, bias) of a bridged norm; None for a parameter the norm lacks.
+
+    RMSNorm has no bias; a LayerNorm may lack its bias or both parameters.
     """
     if module is None:
         return None, None
@@ -62,6 +63,13 @@ class BridgeView(WeightView):
         if self._family.shared_norm:
             # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
+        if self._family.post_norms:
+            # The sublayers' own outputs, before their post-norms (the block aliases fire after).
+            names = replace(
+                names,
+                attn_out="blocks.{layer}.attn.hook_out",
+                mlp_out="blocks.{layer}.mlp.hook_out",
+            )
         return names
 
     def _check_layout(self) -> None:
@@ -93,6 +101,13 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
+            posts = {n for n in ("ln1_post", "ln2_post") if n in block._modules}
+            if posts != ({"ln1_post", "ln2_post"} if self._family.post_norms else set()):
+                raise UnsupportedModelError(
+                    f"{s.architecture}: blocks[{layer}] has post-sublayer norms {sorted(posts)} "
+                    f"but family {s.family!r} declares post_norms={self._family.post_norms}; "
+                    "this layout is not supported"
+                )
             norms = {n for n in ("q_norm", "k_norm") if n in attn._modules}
             if norms != ({"q_norm", "k_norm"} if s.qk_norm else set()):
                 raise UnsupportedModelError(
@@ -104,6 +119,7 @@ class BridgeView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         m, s = self._model, self.spec
         w, b = _norm(m.ln_final, s.norm_type) if "ln_final" in m._modules else (None, None)
+        w = self._gain(w)
         W_pos = None
         if s.positional == "standard":
             W_pos = m.pos_embed.weight
@@ -133,6 +149,13 @@ class BridgeView(WeightView):
         attn, mlp = block.attn, block._modules.get("mlp")
         ln1_w, ln1_b = _norm(block.ln1, s.norm_type)
         ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
+        ln1_w, ln2_w = self._gain(ln1_w), self._gain(ln2_w)
+        post = dict(ln1_post_w=None, ln2_post_w=None)
+        if self._family.post_norms:
+            post = {
+                f"{n}_w": self._gain(_norm(block._modules[n], s.norm_type)[0])
+                for n in ("ln1_post", "ln2_post")
+            }
         if self._family.shared_norm:
             if "ln2" in block._modules:
                 raise UnsupportedModelError(
@@ -143,7 +166,8 @@ class BridgeView(WeightView):
             ln2_w, ln2_b = ln1_w, ln1_b
         q_norm_w = k_norm_w = None
         if s.qk_norm:
-            q_norm_w, k_norm_w = attn.q_norm.weight, attn.k_norm.weight
+            q_norm_w = self._gain(attn.q_norm.weight)
+            k_norm_w = self._gain(attn.k_norm.weight)
         return make_layer(
             layer,
             W_Q=attn.W_Q,
@@ -164,4 +188,12 @@ class BridgeView(WeightView):
             ln2_b=ln2_b,
             q_norm_w=q_norm_w,
             k_norm_w=k_norm_w,
+            **post,
         )
+
+    def _gain(self, w: Any) -> Any:
+        """A norm's effective gain: Gemma's norms multiply by ``1 + w`` (``spec.norm_offset``)."""
+        # Also once processed: TransformerLens then sets folded norm weights to 0, not 1.
+        if w is None or not self.spec.norm_offset:
+            return w
+        return w.detach() + self.spec.norm_offset

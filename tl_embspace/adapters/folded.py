@@ -47,10 +47,19 @@ class FoldedView(WeightView):
         base: WeightView,
         *,
         center_writing_weights: bool,
-        center_unembed: bool,
+        center_unembed: bool | None,
         fold_value_biases: bool,
     ) -> None:
         spec = base.spec
+        # Centring W_U shifts every logit equally, which a soft-cap does not ignore: off by
+        # default under a final soft-cap (as TransformerLens does), refused if asked for.
+        if center_unembed is None:
+            center_unembed = spec.final_softcap is None
+        elif center_unembed and spec.final_softcap is not None:
+            raise UnsupportedModelError(
+                f"center_unembed=True changes {spec.model_name}'s logits: its final logits are "
+                f"soft-capped (final_softcap={spec.final_softcap}); use center_unembed=False"
+            )
         if spec.norm_placement != "pre":
             raise UnsupportedModelError(
                 f"cannot fold the norms of {spec.model_name}: "
@@ -191,6 +200,9 @@ class FoldedView(WeightView):
             # do not fold into W_Q/W_K (TransformerLens keeps them too); see W_Q_qk.
             q_norm_w=f["q_norm_w"],
             k_norm_w=f["k_norm_w"],
+            # Post-sublayer norms normalise the sublayer's output: nothing folds through them.
+            ln1_post_w=f["ln1_post_w"],
+            ln2_post_w=f["ln2_post_w"],
             experts=experts,
             W_router=W_router,
         )

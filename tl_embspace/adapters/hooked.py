@@ -4,11 +4,25 @@ from typing import Any
 
 import torch
 
+from ..errors import UnsupportedModelError
 from ._common import accept, build_spec
+from .families import Family
 from .hooks import HookNames, hooked_encoder_hook_names, hooked_transformer_hook_names
 from .spec import ModelFacts
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
+
+
+def _accept_hooked(cfg: Any, architecture: str) -> Family:
+    """The family, refusing features only the bridge view reads (not verified on this backend)."""
+    family = accept(cfg, architecture)
+    if family.post_norms or family.norm_offset or family.embed_scale_sqrt_d_model:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r} (family {family.name!r}) is not supported on "
+            "HookedTransformer: its norm offsets, embedding scale and post-sublayer norms are "
+            "read and verified on the TransformerBridge only; load it with TransformerBridge"
+        )
+    return family
 
 
 def _norm_params(norm: Any, normalization_type: str) -> tuple[Any, Any]:
@@ -26,7 +40,7 @@ class HookedTransformerView(WeightView):
     def __init__(self, model: Any, facts: ModelFacts | None = None) -> None:
         cfg = model.cfg
         architecture = str(cfg.original_architecture or "HookedTransformer")
-        family = accept(cfg, architecture)
+        family = _accept_hooked(cfg, architecture)
         self._model = model
         processed = cfg.normalization_type in ("LNPre", "RMSPre")
         spec = build_spec(
@@ -107,7 +121,7 @@ class HookedEncoderView(WeightView):
     def __init__(self, model: Any, facts: ModelFacts | None = None) -> None:
         cfg = model.cfg
         architecture = str(cfg.original_architecture or "BertForMaskedLM")
-        family = accept(cfg, architecture)
+        family = _accept_hooked(cfg, architecture)
         self._model = model
         spec = build_spec(
             model,

@@ -102,7 +102,7 @@ class WeightView(ABC):
         self,
         *,
         center_writing_weights: bool = True,
-        center_unembed: bool = True,
+        center_unembed: bool | None = None,
         fold_value_biases: bool = True,
     ) -> "WeightView":
         """A view with norm weights folded in, computed on the fly from this view's weights.

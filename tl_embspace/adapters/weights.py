@@ -65,6 +65,9 @@ class LayerWeights:
     ln1_b: Float[Tensor, " d_model"] | None
     ln2_w: Float[Tensor, " d_model"] | None
     ln2_b: Float[Tensor, " d_model"] | None
+    # Post-sublayer norm gains (Gemma-2/3): sublayer output -> RMSNorm * gain -> residual add.
+    ln1_post_w: Float[Tensor, " d_model"] | None = None
+    ln2_post_w: Float[Tensor, " d_model"] | None = None
     # A gated MLP's gate bias: absent in checkpoints, appears when a LayerNorm bias is folded.
     b_gate: Float[Tensor, " d_mlp"] | None = None
     # Per-head q/k norm gains (Qwen3, OLMo-2 store them per d_head; see ModelSpec.qk_norm).

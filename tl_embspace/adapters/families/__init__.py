@@ -60,6 +60,11 @@ class Family:
         qk_norm: Attention has per-head q/k norms whose gains the view reads.
         shared_norm: Parallel block with one norm read by both attention and MLP (GPT-J):
             the view reports that norm as ``ln1`` and ``ln2``.
+        norm_offset: The model's norms multiply by ``offset + weight`` (Gemma: 1.0); the view's
+            norm weights include it.
+        post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3):
+            the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
+        embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
         notes: What a projection means for this family (README table).
     """
 
@@ -71,6 +76,9 @@ class Family:
     act_fn: str | None = None
     qk_norm: bool = False
     shared_norm: bool = False
+    norm_offset: float = 0.0
+    post_norms: bool = False
+    embed_scale_sqrt_d_model: bool = False
     notes: str = ""
 
 
@@ -148,7 +156,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
+from . import bert, gemma, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

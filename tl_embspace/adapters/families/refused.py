@@ -3,10 +3,9 @@
 from . import refuse
 
 refuse(
-    "Gemma norms scale by (1 + weight), embeddings by sqrt(d_model), and Gemma-2/3 soft-cap "
-    "logits and add post-sublayer norms; not yet verified against the forward pass",
-    "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
-    "VaultGemmaForCausalLM", "RecurrentGemmaForCausalLM",
+    "not verified against the forward pass (multimodal, differentially private or recurrent "
+    "Gemma variants)",
+    "Gemma3ForConditionalGeneration", "VaultGemmaForCausalLM", "RecurrentGemmaForCausalLM",
 )
 refuse(
     "multi-head latent attention (MLA) has no per-head W_K/W_V",
