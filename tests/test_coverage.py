@@ -29,7 +29,7 @@ REGENERATE = (
     "docs/coverage.md and README.md"
 )
 # Fully verified families (level "verified") each TransformerLens line must keep reaching.
-MIN_VERIFIED = {4: 20, 3: 20}
+MIN_VERIFIED = {4: 23, 3: 23}
 
 
 def _short(name: str) -> str:

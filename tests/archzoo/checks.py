@@ -527,7 +527,7 @@ def verify_hooked(bridge: Any, build_hooked: Callable[[], Any]) -> Status:
         hooked = build_hooked()
     except NotImplementedError as e:
         if "not currently supported" in str(e):
-            return not_applicable("TransformerLens 3.9 has no HookedTransformer for it")
+            return not_applicable("TransformerLens 3.9 does not load it from a local folder")
         return not_applicable(f"TransformerLens 3.9 cannot load it: {_short(e, 120)}")
     except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
         return not_applicable(f"TransformerLens 3.9 cannot load it: {_short(e, 120)}")
