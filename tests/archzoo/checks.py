@@ -308,12 +308,11 @@ def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any)
         return failed(f"view.logits raised {_short(e)}")
     expected = logits.detach().float()
     dev = deviation(got, expected)
+    cap = getattr(view.spec, "final_softcap", None)
     if dev <= RTOL:
-        return passed()
-    cap = getattr(view.spec, "final_logit_softcap", None)
+        return passed(f"soft-cap {cap} applied by view.logits" if cap else "")
     if cap:
-        capped = cap * torch.tanh(got / cap)
-        dev_capped = deviation(capped, expected)
+        dev_capped = deviation(cap * torch.tanh(got / cap), expected)
         if dev_capped <= RTOL:
             return passed(f"pre soft-cap; model logits = {cap} tanh(lens / {cap})")
         return failed(f"logits off by {dev:.2e} (after soft-cap {cap}: {dev_capped:.2e})")
