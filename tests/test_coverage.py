@@ -101,9 +101,7 @@ def test_no_hook_left_attached():
     bridge = models.bridge("LlamaForCausalLM")
     checks.verify(bridge)
     attached = [
-        name
-        for name, hp in bridge.hook_dict.items()
-        if hp._forward_hooks or hp._backward_hooks
+        name for name, hp in bridge.hook_dict.items() if hp._forward_hooks or hp._backward_hooks
     ]
     assert not attached
 

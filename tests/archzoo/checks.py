@@ -409,8 +409,11 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
     # The view of the processed model must also reproduce that model's own forward pass: a
     # family whose processing TransformerLens only half applies must not be read as folded.
     twin_checks = forward_checks(twin, processed)
-    diffs += [f"on the processed model, {k}: {s.reason}" for k, s in twin_checks.items()
-              if s.kind == "fail"]
+    diffs += [
+        f"on the processed model, {k}: {s.reason}"
+        for k, s in twin_checks.items()
+        if s.kind == "fail"
+    ]
     return failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed()
 
 

@@ -186,8 +186,13 @@ FAMILIES: dict[str, Family] = {
     "Gemma2ForCausalLM": Family(dict(GQA, sliding_window=8, **_SOFTCAP)),
     "Gemma3ForCausalLM": Family(dict(GQA, sliding_window=8, sliding_window_pattern=2)),
     "Gemma4ForCausalLM": Family(
-        dict(GQA, sliding_window=8, vocab_size_per_layer_input=D_VOCAB,
-             hidden_size_per_layer_input=16, final_logit_softcapping=5.0)
+        dict(
+            GQA,
+            sliding_window=8,
+            vocab_size_per_layer_input=D_VOCAB,
+            hidden_size_per_layer_input=16,
+            final_logit_softcapping=5.0,
+        )
     ),
     "VaultGemmaForCausalLM": Family(dict(GQA, sliding_window=8, **_SOFTCAP)),
     "GPTNeoXForCausalLM": Family(dict(use_parallel_residual=True, rotary_pct=0.5)),
@@ -217,17 +222,37 @@ FAMILIES: dict[str, Family] = {
     "Olmo3ForCausalLM": Family(dict(GQA, sliding_window=8)),
     "OlmoeForCausalLM": Family(dict(GQA)),
     "GraniteForCausalLM": Family(
-        dict(GQA, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=4.0,
-             attention_multiplier=0.2)
+        dict(
+            GQA,
+            embedding_multiplier=2.0,
+            residual_multiplier=0.5,
+            logits_scaling=4.0,
+            attention_multiplier=0.2,
+        )
     ),
     "GraniteMoeForCausalLM": Family(
-        dict(GQA, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=4.0,
-             attention_multiplier=0.2)
+        dict(
+            GQA,
+            embedding_multiplier=2.0,
+            residual_multiplier=0.5,
+            logits_scaling=4.0,
+            attention_multiplier=0.2,
+        )
     ),
     "GraniteMoeHybridForCausalLM": Family(
-        dict(GQA, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=4.0,
-             attention_multiplier=0.2, layer_types=["mamba", "attention"], mamba_n_heads=8,
-             mamba_d_head=16, mamba_d_state=16, mamba_chunk_size=16, mamba_expand=2)
+        dict(
+            GQA,
+            embedding_multiplier=2.0,
+            residual_multiplier=0.5,
+            logits_scaling=4.0,
+            attention_multiplier=0.2,
+            layer_types=["mamba", "attention"],
+            mamba_n_heads=8,
+            mamba_d_head=16,
+            mamba_d_state=16,
+            mamba_chunk_size=16,
+            mamba_expand=2,
+        )
     ),
     "Starcoder2ForCausalLM": Family(dict(GQA, sliding_window=8)),
     "NemotronForCausalLM": Family(dict(GQA, partial_rotary_factor=0.5)),
@@ -237,14 +262,29 @@ FAMILIES: dict[str, Family] = {
     "BambaForCausalLM": Family(dict(_SSM, attn_layer_indices=[1], mamba_d_head=16), n_layers=2),
     # Falcon-H1 checkpoints scale almost every path (muP multipliers): keep them non-trivial.
     "FalconH1ForCausalLM": Family(
-        dict(_SSM, mamba_d_ssm=128, mamba_d_head=16, embedding_multiplier=2.0,
-             lm_head_multiplier=0.5, key_multiplier=0.8, attention_in_multiplier=0.7,
-             attention_out_multiplier=0.6, mlp_multipliers=[0.5, 1.5], ssm_in_multiplier=0.9,
-             ssm_out_multiplier=1.1)
+        dict(
+            _SSM,
+            mamba_d_ssm=128,
+            mamba_d_head=16,
+            embedding_multiplier=2.0,
+            lm_head_multiplier=0.5,
+            key_multiplier=0.8,
+            attention_in_multiplier=0.7,
+            attention_out_multiplier=0.6,
+            mlp_multipliers=[0.5, 1.5],
+            ssm_in_multiplier=0.9,
+            ssm_out_multiplier=1.1,
+        )
     ),
     "JambaForCausalLM": Family(
-        dict(attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
-             expert_layer_offset=1, use_mamba_kernels=False, mamba_d_state=16),
+        dict(
+            attn_layer_period=2,
+            attn_layer_offset=1,
+            expert_layer_period=2,
+            expert_layer_offset=1,
+            use_mamba_kernels=False,
+            mamba_d_state=16,
+        ),
         n_layers=4,
     ),
     "Lfm2ForCausalLM": Family(
@@ -255,15 +295,29 @@ FAMILIES: dict[str, Family] = {
         n_layers=3,
     ),
     "NemotronHForCausalLM": Family(
-        dict(layers_block_type=["mamba", "attention", "mlp", "moe"], mamba_num_heads=8,
-             mamba_head_dim=16, ssm_state_size=16, n_groups=1, chunk_size=16,
-             moe_shared_expert_intermediate_size=32, use_mamba_kernels=False),
+        dict(
+            layers_block_type=["mamba", "attention", "mlp", "moe"],
+            mamba_num_heads=8,
+            mamba_head_dim=16,
+            ssm_state_size=16,
+            n_groups=1,
+            chunk_size=16,
+            moe_shared_expert_intermediate_size=32,
+            use_mamba_kernels=False,
+        ),
         n_layers=4,
     ),
     "Zamba2ForCausalLM": Family(
-        dict(layers_block_type=["mamba", "hybrid", "mamba"], n_mamba_heads=8, mamba_d_state=16,
-             mamba_ngroups=1, num_mem_blocks=1, adapter_rank=8, chunk_size=16,
-             use_mamba_kernels=False),
+        dict(
+            layers_block_type=["mamba", "hybrid", "mamba"],
+            n_mamba_heads=8,
+            mamba_d_state=16,
+            mamba_ngroups=1,
+            num_mem_blocks=1,
+            adapter_rank=8,
+            chunk_size=16,
+            use_mamba_kernels=False,
+        ),
         n_layers=3,
     ),
     "RecurrentGemmaForCausalLM": Family(
@@ -279,12 +333,26 @@ FAMILIES: dict[str, Family] = {
         dict(o_lora_rank=32, o_groups=2, index_n_heads=2, index_head_dim=16, index_topk=8)
     ),
     "DeepseekV2ForCausalLM": Family(
-        dict(first_k_dense_replace=1, n_shared_experts=1, qk_nope_head_dim=16,
-             qk_rope_head_dim=8, v_head_dim=16, n_group=1, topk_group=1)
+        dict(
+            first_k_dense_replace=1,
+            n_shared_experts=1,
+            qk_nope_head_dim=16,
+            qk_rope_head_dim=8,
+            v_head_dim=16,
+            n_group=1,
+            topk_group=1,
+        )
     ),
     "DeepseekV3ForCausalLM": Family(
-        dict(first_k_dense_replace=1, n_shared_experts=1, qk_nope_head_dim=16,
-             qk_rope_head_dim=8, v_head_dim=16, n_group=1, topk_group=1)
+        dict(
+            first_k_dense_replace=1,
+            n_shared_experts=1,
+            qk_nope_head_dim=16,
+            qk_rope_head_dim=8,
+            v_head_dim=16,
+            n_group=1,
+            topk_group=1,
+        )
     ),
 }
 
