@@ -196,6 +196,10 @@ def test_gemma2_norm_gains_include_the_offset_and_post_norms_are_read():
     torch.testing.assert_close(lw.ln1_post_w, 1 + block.post_attention_layernorm.weight.detach())
     torch.testing.assert_close(lw.ln2_post_w, 1 + block.post_feedforward_layernorm.weight.detach())
     torch.testing.assert_close(view.globals.ln_final_w, 1 + hf.norm.weight.detach())
+    torch.testing.assert_close(lw.W_O_written, lw.W_O * lw.ln1_post_w)
+    torch.testing.assert_close(lw.W_out_written, lw.W_out * lw.ln2_post_w)
+    plain = adapt(tm.bridge("llama-gqa-untied")).layer(0)
+    assert plain.W_O_written is plain.W_O and plain.W_out_written is plain.W_out
 
 
 def test_gemma2_logits_are_soft_capped_and_unembed_centring_is_refused():

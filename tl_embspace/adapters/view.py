@@ -111,10 +111,20 @@ class WeightView(ABC):
         other defaults) without touching the model, so a raw bridge or an unprocessed
         ``HookedTransformer`` can be read in the same coordinates as
         ``HookedTransformer.from_pretrained``. Idempotent: folding folded weights changes nothing.
+        Per-head q/k norms and post-sublayer norms are not folded (they act after a
+        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``).
+
+        Args:
+            center_writing_weights: Remove the mean over ``d_model`` from what sublayers write
+                (LayerNorm models only: RMSNorm does not remove the mean).
+            center_unembed: Remove each ``W_U`` row's mean over the vocabulary. Default: on,
+                except under a final-logit soft-cap, where it would change the logits.
+            fold_value_biases: Move ``b_V`` into ``b_O`` (attention patterns sum to one).
 
         Raises:
             UnsupportedModelError: For post-norm models (BERT): the norm output *is* the residual
-                stream, so its weights cannot be folded into the next sublayer.
+                stream, so its weights cannot be folded into the next sublayer; for
+                ``center_unembed=True`` under a final-logit soft-cap.
         """
         from .folded import FoldedView
 

@@ -97,6 +97,21 @@ class LayerWeights:
         return self.W_Q if self.q_norm_w is None else self.W_Q * self.q_norm_w.to(self.W_Q.dtype)
 
     @property
+    def W_O_written(self) -> Float[Tensor, "n_heads d_head d_model"]:
+        """``W_O`` as the residual receives it: times the post-attention norm gain (Gemma-2/3).
+
+        The post-norm's normalisation (a positive scalar per token) is left out, as elsewhere.
+        """
+        g = self.ln1_post_w
+        return self.W_O if g is None else self.W_O * g.to(self.W_O.dtype)
+
+    @property
+    def W_out_written(self) -> Float[Tensor, "d_mlp d_model"] | None:
+        """``W_out`` times the post-MLP norm gain (Gemma-2/3); see ``W_O_written``."""
+        g, w = self.ln2_post_w, self.W_out
+        return w if g is None or w is None else w * g.to(w.dtype)
+
+    @property
     def W_K_qk(self) -> Float[Tensor, "n_heads d_model d_head"]:
         """``W_K`` (expanded) with the k-norm gain folded in (see ``W_Q_qk``)."""
         return self.W_K if self.k_norm_w is None else self.W_K * self.k_norm_w.to(self.W_K.dtype)
