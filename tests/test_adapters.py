@@ -4,14 +4,16 @@ import re
 
 import pytest
 import torch
-from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace.adapters import adapt
 
+from . import tinymodels as tm
+
 DECODERS = [c for c in tm.CASES if not c.startswith("bert")]
 LAYER_FIELDS = [
-    "W_Q", "W_K", "W_V", "W_O", "W_K_grouped", "W_V_grouped", "b_Q", "b_K_grouped", "b_V_grouped", "b_O",
+    "W_Q", "W_K", "W_V", "W_O", "W_K_grouped", "W_V_grouped",
+    "b_Q", "b_K_grouped", "b_V_grouped", "b_O",
     "W_in", "W_gate", "W_out", "b_in", "b_out",
 ]  # fmt: skip
 GLOBAL_FIELDS = ["W_E", "W_U", "b_U", "W_pos"]
@@ -24,7 +26,9 @@ def _close(a, b, what, atol=1e-5):
         assert other is None or float(other.abs().max()) < atol, f"{what}: None vs non-zero"
         return
     assert a.shape == b.shape, f"{what}: {tuple(a.shape)} vs {tuple(b.shape)}"
-    torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=1e-4, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        a.float(), b.float(), atol=atol, rtol=1e-4, msg=lambda m: f"{what}: {m}"
+    )
 
 
 def assert_same_weights(v1, v2, atol=1e-5):
@@ -77,7 +81,9 @@ def test_hooked_and_bridge_read_the_same_raw_weights(case):
 def test_hooked_and_bridge_processed_weights_agree(case):
     if not tm.has_hooked():
         pytest.skip("HookedTransformer was removed in TransformerLens 4")
-    assert_same_weights(adapt(tm.load(case, "hooked", True)), adapt(tm.load(case, "bridge", True)), atol=1e-4)
+    assert_same_weights(
+        adapt(tm.load(case, "hooked", True)), adapt(tm.load(case, "bridge", True)), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("backend", tm.backends())
@@ -121,7 +127,11 @@ def test_reading_never_mutates_the_model(case, backend):
 def _final_resid_and_logits(model, tokens):
     # HookedEncoder's resid_post is taken before the block's closing LayerNorm; the residual
     # stream a BERT block hands on is its normalized_resid_post (the bridge's resid_post).
-    hook = "hook_normalized_resid_post" if type(model).__name__ == "HookedEncoder" else "hook_resid_post"
+    hook = (
+        "hook_normalized_resid_post"
+        if type(model).__name__ == "HookedEncoder"
+        else "hook_resid_post"
+    )
     name = f"blocks.{model.cfg.n_layers - 1}.{hook}"
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
     return cache[name], logits
@@ -160,14 +170,16 @@ def test_post_norm_models_refuse_folding():
 
 
 def test_unknown_objects_are_refused_with_the_supported_list():
-    with pytest.raises(te.UnsupportedModelError, match="HookedTransformer.*TransformerBridge|TransformerBridge"):
+    with pytest.raises(
+        te.UnsupportedModelError, match="HookedTransformer.*TransformerBridge|TransformerBridge"
+    ):
         adapt(torch.nn.Linear(2, 2))
 
 
 def test_rotary_models_have_no_positional_embedding():
     view = adapt(tm.load("llama-mha-untied", "bridge"))
     with pytest.raises(te.MissingWeightError, match="rotary"):
-        view.W_pos
+        _ = view.W_pos
 
 
 def test_declared_untrained_unembedding_is_refused_as_a_basis():
@@ -211,8 +223,14 @@ def test_unsupported_configs_are_refused_naming_the_attribute(overrides, archite
     from tl_embspace.adapters._common import accept
 
     cfg = SimpleNamespace(
-        **{"num_experts": None, "normalization_type": "RMS", "act_fn": "silu", "n_heads": 4, "n_key_value_heads": 2,
-           **overrides}
+        **{
+            "num_experts": None,
+            "normalization_type": "RMS",
+            "act_fn": "silu",
+            "n_heads": 4,
+            "n_key_value_heads": 2,
+            **overrides,
+        }
     )
     with pytest.raises(te.UnsupportedModelError, match=re.escape(match) if "=" in match else match):
         accept(cfg, architecture)

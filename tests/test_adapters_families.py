@@ -4,13 +4,14 @@ import copy
 import re
 
 import pytest
-import tinymodels as tm
 import torch
 
 import tl_embspace as te
 from tl_embspace import _facts
 from tl_embspace.adapters import ModelFacts, adapt
 from tl_embspace.adapters.families import FAMILIES, family_for, supported_architectures
+
+from . import tinymodels as tm
 
 QWEN3 = "Qwen3ForCausalLM"
 
@@ -213,3 +214,14 @@ def test_gemma2_logits_are_soft_capped_and_unembed_centring_is_refused():
     assert "center_unembed" not in view.folded().weights
     with pytest.raises(te.UnsupportedModelError, match="soft-capped"):
         view.folded(center_unembed=True)
+
+
+def test_qwen3_qk_pairs_equal_the_dense_circuit_with_the_gains(qwen3):
+    """The interpreter (not only the view) reads the q/k-norm gains: top pairs = dense reference."""
+    view = adapt(qwen3)
+    lw, B = view.layer(1), view.W_E.float().T  # default read basis W_E
+    dense = (B.T @ lw.W_Q_qk[0].float()) @ (lw.W_K_qk[0].float().T @ B)
+    res = te.qk_pairs(qwen3, layer=1, head=0, k=10)
+    scores, rows, cols = res.top
+    torch.testing.assert_close(scores, dense.flatten().topk(10).values, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dense[rows, cols], scores, atol=1e-4, rtol=1e-4)

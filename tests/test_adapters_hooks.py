@@ -5,10 +5,11 @@ harness does the same over every architecture).
 """
 
 import pytest
-import tinymodels as tm
 import torch
 
 from tl_embspace.adapters import adapt
+
+from . import tinymodels as tm
 
 CASES = ["llama-gqa-untied", "gpt2-mha-tied", "neox-parallel", "bert-encoder"]
 TOKENS = torch.tensor([[2, 5, 7, 9, 11, 13, 17]])
@@ -59,5 +60,6 @@ def test_hooks_rebuild_sublayer_outputs(case, backend):
         mlp = post @ lw.W_out + (0 if lw.b_out is None else lw.b_out)
         torch.testing.assert_close(mlp, cache[names.at("mlp_out", layer)], atol=1e-5, rtol=1e-4)
     if not view.spec.is_encoder or backend == "bridge":
-        torch.testing.assert_close(view.logits(cache[names.final_resid]), logits, atol=1e-4,
-                                   rtol=1e-4)
+        torch.testing.assert_close(
+            view.logits(cache[names.final_resid]), logits, atol=1e-4, rtol=1e-4
+        )

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace.atlas import FORMAT, Atlas, AtlasWriter, check_output_folder, unembedding_hash
@@ -17,6 +16,8 @@ from tl_embspace.errors import AtlasError, EmbSpaceError, OutputFolderError
 from tl_embspace.job import interpret_model
 from tl_embspace.report import html as report_html
 from tl_embspace.report import render_job
+
+from . import tinymodels as tm
 
 FAST = dict(k=3, pair_k=2, svd_components=2, copying_tokens=16, layers=[1], progress=False)
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from . import tinymodels as tm
-from .golden.make_golden import CASES, OPTIONS, pack
 
 from tl_embspace.atlas import FORMAT, Atlas
 from tl_embspace.job import interpret_model
+
+from . import tinymodels as tm
+from .golden.make_golden import CASES, OPTIONS, pack
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from . import tinymodels as tm
 
 from tl_embspace import cli, zoo
 from tl_embspace.space import BASIS_NAMES
 from tl_embspace.zoo import Package
+
+from . import tinymodels as tm
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tiny-cli-llama"  # 2 layers

@@ -17,9 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from archzoo import checks, coverage, models
 
 import tl_embspace
+
+from .archzoo import checks, coverage, models
 
 ARCHITECTURES = models.text_architectures()
 SNAPSHOT = Path(__file__).with_name("coverage_expected.json")

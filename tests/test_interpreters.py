@@ -9,11 +9,12 @@ raw vs folded weights.
 import functools
 
 import pytest
-from . import tinymodels as tm
 import torch
 
 import tl_embspace as te
 from tl_embspace.adapters import adapt
+
+from . import tinymodels as tm
 
 K = 7
 

@@ -1,12 +1,13 @@
 """The main job and the CLI, in-process, on a tiny model (the real model's run is a benchmark)."""
 
 import pytest
-from . import tinymodels as tm
 
 import tl_embspace as te
 from tl_embspace import cli
 from tl_embspace.atlas import Atlas
 from tl_embspace.job import interpret_model
+
+from . import tinymodels as tm
 
 
 def test_job_writes_every_parameter_and_matches_the_interpreters(tmp_path):

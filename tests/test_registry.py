@@ -3,13 +3,14 @@
 import inspect
 
 import pytest
-from . import tinymodels as tm
 import torch
 
 import tl_embspace as te
 from tl_embspace.adapters import adapt
 from tl_embspace.interpreters import spec as spec_module
 from tl_embspace.interpreters._base import select, select_one
+
+from . import tinymodels as tm
 
 #: The interpreters whole-model job writes, in its order (vectors, then pairs).
 JOB_VECTORS = [

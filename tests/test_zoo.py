@@ -8,13 +8,14 @@ import dataclasses
 import tempfile
 
 import pytest
-from . import tinymodels as tm
 import torch
 
 import tl_embspace as te
 from tl_embspace import zoo
 from tl_embspace.errors import EmbSpaceError, InvalidArgumentError, ZooError
 from tl_embspace.zoo import Package, tl_build
+
+from . import tinymodels as tm
 
 ABSENT = Package("tl_embspace_tests_absent", "absent-wheel==1.0", purpose="holds nothing")
 

@@ -34,7 +34,9 @@ class Case:
 
     @property
     def attention(self) -> str:
-        return "MHA" if self.n_kv_heads == self.n_heads else ("MQA" if self.n_kv_heads == 1 else "GQA")
+        return (
+            "MHA" if self.n_kv_heads == self.n_heads else ("MQA" if self.n_kv_heads == 1 else "GQA")
+        )
 
 
 CASES = {
@@ -128,7 +130,9 @@ def hf_dir(case_name: str) -> str:
         )
         model = GPTNeoXForCausalLM(cfg)
     elif case.family == "gpt2":
-        cfg = GPT2Config(**common, n_embd=32, n_layer=2, n_head=case.n_heads, n_positions=64, n_ctx=64)
+        cfg = GPT2Config(
+            **common, n_embd=32, n_layer=2, n_head=case.n_heads, n_positions=64, n_ctx=64
+        )
         model = GPT2LMHeadModel(cfg)
     else:
         cfg = BertConfig(
@@ -245,7 +249,7 @@ ARCH_DEFAULTS = dict(
 
 @functools.cache
 def arch_dir(architecture: str, **overrides) -> str:
-    """Build a tiny seeded ``architecture`` (e.g. "Qwen3ForCausalLM"), save it with the tokenizer."""
+    """Build a tiny seeded ``architecture`` (e.g. "Qwen3ForCausalLM"); save it with a tokenizer."""
     import transformers
 
     config_cls = getattr(transformers, architecture.replace("ForCausalLM", "Config"))

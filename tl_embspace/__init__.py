@@ -70,7 +70,10 @@ def load(name: str, backend: str = "bridge", **kwargs):  # noqa: D103 - document
     return _load(name, backend, **kwargs)
 
 
-load.__doc__ = "Load a model by name: an offline zoo entry or any TransformerLens model (see ``tl_embspace.zoo.load``)."
+load.__doc__ = (
+    "Load a model by name: an offline zoo entry or any TransformerLens model "
+    "(see ``tl_embspace.zoo.load``)."
+)
 
 __all__ = [
     "adapt",

@@ -45,7 +45,6 @@ def pack(folder: Path, stem: Path) -> None:
 
 if __name__ == "__main__":
     from tests import tinymodels as tm
-
     from tl_embspace.job import interpret_model
 
     for case in CASES:

@@ -40,7 +40,7 @@ def _sub_heads(
     lw, spec = space.view.layer(layer), space.view.spec
     # K and V sub-heads belong to key/value heads (grouped); Q and O to query heads.
     grouped = name in ("k", "v")
-    weights = {"q": lw.W_Q, "k": lw.W_K_grouped, "v": lw.W_V_grouped, "o": lw.W_O}[name]
+    weights = {"q": lw.W_Q, "k": lw.W_K_grouped, "v": lw.W_V_grouped, "o": lw.W_O_written}[name]
     head_ids = select(
         heads, spec.n_kv_heads if grouped else spec.n_heads, "kv heads" if grouped else "heads"
     )
@@ -168,8 +168,9 @@ def qk_pairs(
     h = select_one(head, space.view.spec.n_heads, "head")
     return project_pairs(
         space,
-        lw.W_Q[h],
-        lw.W_K[h],
+        # With q/k-norm gains folded in (Qwen3, Gemma-3); identical to W_Q/W_K without them.
+        lw.W_Q_qk[h],
+        lw.W_K_qk[h],
         left_side="read",
         right_side="read",
         interpreter="qk_pairs",
@@ -205,7 +206,7 @@ def ov_pairs(
     return project_pairs(
         space,
         lw.W_V[h],
-        lw.W_O[h].T,
+        lw.W_O_written[h].T,  # times a post-attention norm gain (Gemma-2/3), if any
         left_side="read",
         right_side="write",
         interpreter="ov_pairs",

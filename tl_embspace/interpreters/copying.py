@@ -49,7 +49,9 @@ def copying_scores(
         for h in range(spec.n_heads):
             # left [n, d_head], right [d_vocab, d_head]
             left = space.vocab_factor(lw.W_V[h], "read", layer, tokens, purpose="copying_scores")
-            right = space.vocab_factor(lw.W_O[h].T, "write", layer, purpose="copying_scores")
+            right = space.vocab_factor(
+                lw.W_O_written[h].T, "write", layer, purpose="copying_scores"
+            )
             hits = 0
             for start in range(0, len(tokens), chunk):
                 best = (left[start : start + chunk] @ right.T).argmax(-1)

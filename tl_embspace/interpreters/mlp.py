@@ -13,7 +13,9 @@ from .spec import register_interpreter
 
 
 def _mlp(space: EmbeddingSpace, layer: int, name: str) -> Tensor:
-    w = getattr(space.view.layer(layer), name)
+    lw = space.view.layer(layer)
+    # What the residual receives: W_out times a post-MLP norm gain (Gemma-2/3), if any.
+    w = lw.W_out_written if name == "W_out" else getattr(lw, name)
     if w is None:
         kind = "a gated MLP" if name == "W_gate" else "an MLP"
         raise MissingWeightError(

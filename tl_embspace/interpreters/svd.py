@@ -114,10 +114,10 @@ def _head_svd(
     lw, spec = space.view.layer(layer), space.view.spec
     h = select_one(head, spec.n_heads, "head")
     if circuit == "ov":
-        U, S, V = low_rank_svd(lw.W_V[h], lw.W_O[h].T)
+        U, S, V = low_rank_svd(lw.W_V[h], lw.W_O_written[h].T)
         sides = {"output": ("write", V), "input": ("read", U)}
     else:
-        U, S, V = low_rank_svd(lw.W_Q[h], lw.W_K[h])
+        U, S, V = low_rank_svd(lw.W_Q_qk[h], lw.W_K_qk[h])
         sides = {"query": ("read", U), "key": ("read", V)}
     if which not in sides:
         raise InvalidArgumentError(
@@ -231,7 +231,8 @@ def _mlp_svd(
 ) -> VectorProjection:
     space = as_space(source, **basis)
     layer = check_layer(space, layer)
-    w = getattr(space.view.layer(layer), weight)
+    # What the residual receives: W_out times a post-MLP norm gain (Gemma-2/3), if any.
+    w = getattr(space.view.layer(layer), "W_out_written" if weight == "W_out" else weight)
     if w is None:
         raise MissingWeightError(f"layer {layer} of {space.view.spec.model_name} has no {weight}")
     # W_in [d_model, d_mlp]: left singular vectors live in d_model (read side).
