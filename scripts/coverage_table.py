@@ -59,7 +59,8 @@ def _cell(check: dict | None, limit: int | None, name: str = "") -> str:
     # Refusals end with the list of supported architectures: the table already is that list.
     reason = reason.split(" Supported architectures:")[0]
     if limit is not None and len(reason) > limit:
-        reason = reason[: limit - 1] + "…"
+        # Cut at a word boundary: a half word reads as a typo (and codespell says so).
+        reason = reason[: limit - 1].rsplit(" ", 1)[0] + " …"
     reason = reason.replace("|", "\\|")
     if kind == "pass":
         return "✓" + (f" ({reason})" if reason else "")
