@@ -43,13 +43,13 @@ def build_spec(
     Precedence: explicit ``facts`` (``adapt(model, facts=...)``) over facts declared by the
     model's builder (``tl_embspace._facts``) over what the backend established.
     """
-    facts = (facts or ModelFacts()).over(_facts.declared_facts(model)).declared()
+    declared = (facts or ModelFacts()).over(_facts.declared_facts(model)).declared()
     norm = cfg.normalization_type
     positional = str(cfg.positional_embedding_type)
     rotary_dim = getattr(cfg, "rotary_dim", None)
     if positional == "rotary" and not rotary_dim:
         rotary_dim = cfg.d_head
-    values = dict(
+    values: dict[str, Any] = dict(
         model_name=str(getattr(cfg, "model_name", None) or "unnamed"),
         backend=backend,
         tl_version=tl_version(),
@@ -73,7 +73,7 @@ def build_spec(
         unembed_trained=True,
         family=family.name,
         attention_layers=tuple(range(cfg.n_layers)),
-        rotary_dim=int(rotary_dim) if positional == "rotary" else None,
+        rotary_dim=int(rotary_dim) if positional == "rotary" and rotary_dim else None,
         qk_norm=family.qk_norm,
         norm_offset=family.norm_offset,
         embed_scale=float(cfg.d_model) ** 0.5 if family.embed_scale_sqrt_d_model else 1.0,
@@ -81,5 +81,5 @@ def build_spec(
         final_softcap=_cap(getattr(cfg, "output_logits_soft_cap", None)),
     )
     values.update(established)
-    values.update({k: v for k, v in facts.items() if k in values})
+    values.update({k: v for k, v in declared.items() if k in values})
     return ModelSpec(**values)

@@ -5,7 +5,7 @@ Reproduces TransformerLens's load-time processing (``fold_ln``, ``center_writing
 """
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor
@@ -34,6 +34,10 @@ def _center_read(w: Tensor, on: bool) -> Tensor:
     return w - w.mean(-2, keepdim=True) if on else w
 
 
+@overload
+def _center_write(w: Tensor) -> Tensor: ...
+@overload
+def _center_write(w: Tensor | None) -> Tensor | None: ...
 def _center_write(w: Tensor | None) -> Tensor | None:
     """Remove each written vector's mean over d_model (LayerNorm removes it anyway)."""
     return None if w is None else w - w.mean(-1, keepdim=True)
@@ -134,7 +138,10 @@ class FoldedView(WeightView):
     def _read_layer(self, layer: int) -> LayerWeights:
         lw = self._base.layer(layer)
         is_ln = self.spec.norm_type == "LN"
-        f = {k: (v.float() if isinstance(v, Tensor) else v) for k, v in lw.__dict__.items()}
+        # Any: the fields' own types are LayerWeights' (tensors, optional ones, experts).
+        f: dict[str, Any] = {
+            k: (v.float() if isinstance(v, Tensor) else v) for k, v in lw.__dict__.items()
+        }
 
         def read(
             w: Tensor | None,
@@ -142,7 +149,7 @@ class FoldedView(WeightView):
             ln_b: Tensor | None,
             b: Tensor | None,
             center: bool = is_ln,
-        ):
+        ) -> tuple[Any, Tensor | None]:  # the folded weight (None only where w is None)
             if w is None:
                 return None, b
             return _center_read(_scale_rows(w, ln_w), center), _bias_through(w, ln_b, b)
@@ -158,11 +165,12 @@ class FoldedView(WeightView):
         # TransformerLens does not centre W_gate (equivalent under LayerNorm); neither do we, so
         # folded() equals its processed weights. LayerNorm's bias reaches the gate as b_gate.
         W_gate, b_gate = read(f["W_gate"], mlp_ln_w, mlp_ln_b, f["b_gate"], False)
-        W_O, b_O, W_out, b_out = f["W_O"], f["b_O"], f["W_out"], f["b_out"]
+        W_O: Tensor = f["W_O"]
+        b_O, W_out, b_out = f["b_O"], f["W_out"], f["b_out"]
         experts, W_router = None, None
         if lw.experts is not None:
             experts = tuple(self._fold_expert(e, mlp_ln_w, mlp_ln_b, read) for e in lw.experts)
-            W_router, _ = read(lw.W_router.float(), mlp_ln_w, mlp_ln_b, None)
+            W_router, _ = read(f["W_router"], mlp_ln_w, mlp_ln_b, None)
         if self._fold_value_biases and b_Vg is not None:
             # Attention patterns sum to one, so each head adds b_V @ W_O whatever it attends to.
             b_V = expand_kv(b_Vg, W_Q.shape[0])

@@ -5,6 +5,7 @@ nothing is guessed from tensor shapes.
 """
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelFacts:
     tied_embeddings: bool | None = None
     source: str | None = None
 
-    def declared(self) -> dict[str, object]:
+    def declared(self) -> dict[str, Any]:
         """The facts that are set (not ``None``)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 

@@ -13,7 +13,7 @@ Every tensor is a detached copy: nothing a caller does to a view can reach the m
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from jaxtyping import Float
 from torch import Tensor
@@ -134,6 +134,12 @@ class GlobalWeights:
     embed_ln_b: Float[Tensor, " d_model"] | None = None
 
 
+@overload
+def expand_kv(grouped: Tensor, n_heads: int) -> Tensor: ...
+@overload
+def expand_kv(grouped: None, n_heads: int) -> None: ...
+@overload
+def expand_kv(grouped: Tensor | None, n_heads: int) -> Tensor | None: ...
 def expand_kv(grouped: Tensor | None, n_heads: int) -> Tensor | None:
     """Repeat grouped K/V heads so query head h reads kv head h // group (repeat_interleave)."""
     if grouped is None:
@@ -147,6 +153,12 @@ def expand_kv(grouped: Tensor | None, n_heads: int) -> Tensor | None:
     return grouped.repeat_interleave(n_heads // n_kv, dim=0)
 
 
+@overload
+def copy_tensor(t: None) -> None: ...
+@overload
+def copy_tensor(t: Tensor) -> Tensor: ...
+@overload
+def copy_tensor(t: Any) -> Any: ...  # a module attribute: a tensor, or None where it is absent
 def copy_tensor(t: Any) -> Tensor | None:
     """A detached private copy, so the view can never alias (and so never mutate) the model."""
     if t is None:
