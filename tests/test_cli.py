@@ -5,7 +5,6 @@ tests/tinymodels.py and counts its builds, so these tests never load a real chec
 check that bad arguments are refused before any model is loaded.
 """
 
-import json
 import os
 import pkgutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import tl_embspace as te
 from tl_embspace import cli, zoo
 from tl_embspace.space import BASIS_NAMES
 from tl_embspace.zoo import Package
@@ -50,7 +50,7 @@ def test_run_writes_the_folder_with_the_options_given(tiny, tmp_path, capsys):
     out = tmp_path / "out"
     assert f"wrote {out}" in capsys.readouterr().out
     assert (out / "index.html").is_file()
-    options = json.loads((out / "manifest.json").read_text())["options"]
+    options = te.Atlas.open(out).options
     expected = {"k": 3, "pair_k": 2, "svd_components": 2, "copying_tokens": 16, "layers": [1]}
     assert {key: options[key] for key in expected} == expected
     assert (options["weights"], options["read"], options["write"]) == ("raw", "W_U", "W_U")
@@ -186,3 +186,14 @@ def test_console_script_points_at_main():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert pkgutil.resolve_name(scripts["tl-embspace"]) is cli.main
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_atlas_before_loading(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    assert _run(tmp_path, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not an atlas" in err and err.count("\n") == 1
+    assert tiny == []  # refused before the model was loaded
+    assert (out / "mine.txt").read_text() == "keep me"

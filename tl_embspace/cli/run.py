@@ -124,13 +124,12 @@ def add_parser(
 def run(args: argparse.Namespace) -> int:
     """Load the model, check the layers against it, and write the results."""
     from ..adapters import adapt
+    from ..atlas import check_output_folder
     from ..job import interpret_model
 
-    if args.out.exists() and not args.overwrite:
-        # Checked here too so that the refusal comes before the (slow) model load.
-        raise InvalidArgumentError(
-            f"{args.out} exists; choose another --out, or pass --overwrite to replace it"
-        )
+    # The job checks it too; checked here first so that a refusal (an existing folder without
+    # --overwrite, or one that is not an atlas) comes before the slow model load.
+    check_output_folder(args.out, overwrite=args.overwrite)
     model = zoo.load(args.model, args.backend)
     if args.layers is not None:
         n_layers = adapt(model).spec.n_layers
