@@ -13,27 +13,22 @@ import torch
 
 import tl_embspace as te
 from tl_embspace import zoo
-from tl_embspace.errors import ZooError
 from tl_embspace.interpreters import copying_scores
 
 pytestmark = pytest.mark.real
 
 
-def _load(name, backend="bridge"):
-    try:
-        return zoo.load(name, backend, device="cpu")
-    except ZooError as e:
-        pytest.skip(f"offline zoo model unavailable: {e}")
+@pytest.fixture(scope="module")
+def smollm2(require_zoo):
+    # A missing wheel skips locally and fails in CI (CI=true), naming the pip command.
+    require_zoo("smollm2-135m-instruct")
+    return zoo.load("smollm2-135m-instruct", "bridge", device="cpu")
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    return _load("smollm2-135m-instruct")
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return _load("all-minilm-l6-v2")
+def minilm(require_zoo):
+    require_zoo("all-minilm-l6-v2")
+    return zoo.load("all-minilm-l6-v2", "bridge", device="cpu")
 
 
 def test_smollm2_spec_matches_the_known_architecture(smollm2):

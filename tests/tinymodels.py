@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+# Every folder a tiny model is saved to lives under one temporary root, removed when the test
+# process exits (the models are cached per process, so their folders must outlive each test).
+_ROOT = tempfile.TemporaryDirectory(prefix="tl-embspace-tests-")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 D_VOCAB = 96
@@ -75,7 +79,7 @@ def _tokenizer_dir() -> str:
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
     )
-    d = tempfile.mkdtemp(prefix="tl-embspace-tok-")
+    d = tempfile.mkdtemp(prefix="tok-", dir=_ROOT.name)
     tok.save_pretrained(d)
     return d
 
@@ -151,7 +155,7 @@ def hf_dir(case_name: str) -> str:
             p.add_(0.1 * torch.randn_like(p))
     if case.tied:
         model.tie_weights()
-    d = tempfile.mkdtemp(prefix=f"tl-embspace-{case.name.replace('llama', 'dec')}-")
+    d = tempfile.mkdtemp(prefix=f"{case.name.replace('llama', 'dec')}-", dir=_ROOT.name)
     model.eval().save_pretrained(d)
     tokenizer().save_pretrained(d)
     return d
@@ -258,7 +262,7 @@ def arch_dir(architecture: str, **overrides) -> str:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    d = tempfile.mkdtemp(prefix=f"tl-embspace-{architecture}-")
+    d = tempfile.mkdtemp(prefix=f"{architecture}-", dir=_ROOT.name)
     model.eval().save_pretrained(d)
     tokenizer().save_pretrained(d)
     return d

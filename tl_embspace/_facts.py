@@ -16,6 +16,7 @@ untrained ``W_U``). Not on ``model.cfg``: one config object can be shared by sev
 from typing import Any
 
 from .adapters.spec import ModelFacts
+from .errors import OptionError
 
 _ATTRIBUTE = "_tl_embspace_facts"
 
@@ -36,7 +37,7 @@ def declare(model: Any, **facts: Any) -> None:
     """
     unknown = set(facts) - KNOWN_FACTS
     if unknown:
-        raise TypeError(f"unknown model facts {sorted(unknown)}; known: {sorted(KNOWN_FACTS)}")
+        raise OptionError(f"unknown model facts {sorted(unknown)}; known: {sorted(KNOWN_FACTS)}")
     merged = ModelFacts(**facts).over(declared_facts(model))
     # object.__setattr__: bypass nn.Module's registration (a plain, frozen value).
     object.__setattr__(model, _ATTRIBUTE, merged)

@@ -13,6 +13,8 @@ TransformerLens 4.3 (``TransformerBridge``) and 3.9 (``HookedTransformer``, ``Ho
 
 from dataclasses import dataclass, fields
 
+from ..errors import InvalidArgumentError
+
 LAYER_FIELDS = (
     "resid_pre",
     "attn_in",
@@ -119,7 +121,7 @@ class HookNames:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in LAYER_FIELDS and value is not None and "{layer}" not in value:
-                raise ValueError(f"HookNames.{f.name}={value!r} has no '{{layer}}' field")
+                raise InvalidArgumentError(f"HookNames.{f.name}={value!r} has no '{{layer}}' field")
 
 
 def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:

@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import MissingWeightError
+from ..errors import MissingWeightError, SelectionError
 from .hooks import HookNames
 from .spec import ModelSpec
 from .weights import GlobalWeights, LayerWeights
@@ -59,7 +59,7 @@ class WeightView(ABC):
         """The weights of block ``layer`` (negative indices count from the end)."""
         n = self.spec.n_layers
         if not -n <= layer < n:
-            raise IndexError(f"layer {layer} out of range for a model with {n} layers")
+            raise SelectionError(f"layer {layer} out of range for a model with {n} layers")
         layer %= n
         if layer not in self._layers:
             self._layers[layer] = self._read_layer(layer)
