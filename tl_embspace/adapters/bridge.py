@@ -8,10 +8,13 @@ for GQA models; we expand them once, in ``make_layer``.
 from dataclasses import replace
 from typing import Any
 
+from torch import Tensor
+
 from ..errors import UnsupportedModelError
 from ._common import accept, build_spec
+from .families import Family
 from .hooks import HookNames, bridge_hook_names
-from .spec import ModelFacts
+from .spec import ModelFacts, ModelSpec
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
 
@@ -49,7 +52,7 @@ class BridgeView(WeightView):
             facts,
             backend="TransformerBridge",
             architecture=architecture,
-            ln_folded=processed and not is_encoder,
+            ln_folded=processed and not is_encoder and _tl_folds_norms(model),
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
         )
@@ -63,12 +66,16 @@ class BridgeView(WeightView):
         if self._family.shared_norm:
             # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
+        if self._family.norm_placement == "sublayer":
+            names = _sublayer_norm_hook_names(names)
         if self._family.post_norms:
             # The sublayers' own outputs, before their post-norms (the block aliases fire after).
+            # resid_mid: what attention adds, after its post-norm, is resid_mid - resid_pre.
             names = replace(
                 names,
                 attn_out="blocks.{layer}.attn.hook_out",
                 mlp_out="blocks.{layer}.mlp.hook_out",
+                resid_mid="blocks.{layer}.hook_resid_mid",
             )
         return names
 
@@ -101,6 +108,7 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
+            _check_pre_norms(s, self._family, block, layer)
             posts = {n for n in ("ln1_post", "ln2_post") if n in block._modules}
             if posts != ({"ln1_post", "ln2_post"} if self._family.post_norms else set()):
                 raise UnsupportedModelError(
@@ -147,7 +155,7 @@ class BridgeView(WeightView):
         s = self.spec
         block = self._model.blocks[layer]
         attn, mlp = block.attn, block._modules.get("mlp")
-        ln1_w, ln1_b = _norm(block.ln1, s.norm_type)
+        ln1_w, ln1_b = _norm(block._modules.get("ln1"), s.norm_type)
         ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
         ln1_w, ln2_w = self._gain(ln1_w), self._gain(ln2_w)
         post = dict(ln1_post_w=None, ln2_post_w=None)
@@ -166,8 +174,8 @@ class BridgeView(WeightView):
             ln2_w, ln2_b = ln1_w, ln1_b
         q_norm_w = k_norm_w = None
         if s.qk_norm:
-            q_norm_w = self._gain(attn.q_norm.weight)
-            k_norm_w = self._gain(attn.k_norm.weight)
+            q_norm_w = _qk_gain(s, "q", self._gain(attn.q_norm.weight), layer)
+            k_norm_w = _qk_gain(s, "k", self._gain(attn.k_norm.weight), layer)
         return make_layer(
             layer,
             W_Q=attn.W_Q,
@@ -197,3 +205,68 @@ class BridgeView(WeightView):
         if w is None or not self.spec.norm_offset:
             return w
         return w.detach() + self.spec.norm_offset
+
+
+def _tl_folds_norms(model: Any) -> bool:
+    """Whether TransformerLens's processing folds this bridge's norms (``fold_ln``).
+
+    Adapters whose norms cannot be folded weight-preservingly (OLMo-2's post-sublayer norms,
+    GLM, Phi-3) declare ``supports_fold_ln = False``; their processed weights keep every norm
+    weight, the final norm's included.
+    """
+    return bool(getattr(getattr(model, "adapter", None), "supports_fold_ln", True))
+
+
+def _sublayer_norm_hook_names(names: HookNames) -> HookNames:
+    """Hook names of a model without pre-sublayer norms (OLMo-2): sublayers read the residual.
+
+    Attention reads ``hook_resid_pre`` and the MLP ``hook_resid_mid`` as they are (no norm
+    weights to apply, so ``norm_after`` is empty).
+    """
+    return replace(
+        names,
+        attn_in="blocks.{layer}.hook_resid_pre",
+        mlp_in="blocks.{layer}.hook_resid_mid",
+        norm_after=(),
+    )
+
+
+def _check_pre_norms(spec: ModelSpec, family: Family, block: Any, layer: int) -> None:
+    """Refuse a block whose pre-sublayer norms do not match the family's norm placement.
+
+    A "sublayer" family (OLMo-2) must have neither ``ln1`` nor ``ln2``; any other decoder has
+    an ``ln1`` (the parallel families' shared norm included).
+    """
+    pre = sorted(n for n in ("ln1", "ln2") if n in block._modules)
+    if family.norm_placement == "sublayer" and pre:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}] has pre-sublayer norms {pre} but family "
+            f"{spec.family!r} declares norm_placement='sublayer' (no norm before attention or "
+            "the MLP); this layout is not supported"
+        )
+    if family.norm_placement != "sublayer" and "ln1" not in pre:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}] has no ln1 but family {spec.family!r} "
+            f"declares norm_placement={family.norm_placement!r}; this layout is not supported"
+        )
+
+
+def _qk_gain(spec: ModelSpec, which: str, gain: Tensor, layer: int) -> Tensor:
+    """A q/k-norm gain in the view's layout, after checking its length against the scope.
+
+    Per-head norms (``qk_norm_scope="head"``) have one ``[d_head]`` gain shared by every head;
+    whole-projection norms (OLMo-2) one gain per projection output, read per head as
+    ``[n_heads, d_head]`` (queries) or grouped ``[n_kv_heads, d_head]`` (keys), in the order
+    of the projection's heads (the order ``W_Q``/``W_K`` use).
+    """
+    heads = spec.n_heads if which == "q" else spec.n_kv_heads
+    per_head = spec.qk_norm_scope == "head"
+    expected = (spec.d_head,) if per_head else (heads * spec.d_head,)
+    if tuple(gain.shape) != expected:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}].attn.{which}_norm has {tuple(gain.shape)} "
+            f"weights, expected {expected} for qk_norm_scope={spec.qk_norm_scope!r} "
+            f"(n_heads={spec.n_heads}, n_key_value_heads={spec.n_kv_heads}, "
+            f"d_head={spec.d_head}); this q/k-norm layout is not supported"
+        )
+    return gain if per_head else gain.reshape(heads, spec.d_head)

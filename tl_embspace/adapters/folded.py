@@ -64,7 +64,7 @@ class FoldedView(WeightView):
                 f"center_unembed=True changes {spec.model_name}'s logits: its final logits are "
                 f"soft-capped (final_softcap={spec.final_softcap}); use center_unembed=False"
             )
-        if spec.norm_placement != "pre":
+        if spec.residual_normalised_in_place:
             raise UnsupportedModelError(
                 f"cannot fold the norms of {spec.model_name}: "
                 f"norm_placement={spec.norm_placement!r}. In a post-norm model the norm's output "

@@ -52,7 +52,11 @@ class ModelSpec:
         tl_version: TransformerLens version the model was loaded with.
         architecture: Original architecture (e.g. "LlamaForCausalLM").
         norm_type: "LN" (LayerNorm, centres and scales) or "RMS" (RMSNorm, scales only).
-        norm_placement: "pre" (norm before each sublayer) or "post" (BERT-style, after the add).
+        norm_placement: "pre" (norm before each sublayer), "post" (BERT-style, after the add)
+            or "sublayer" (OLMo-2: no norm before attention/MLP, only on each sublayer's output
+            before the residual add; ``ln1``/``ln2`` are ``None`` in the view, the identity).
+            In "pre" and "sublayer" models the residual stream itself is only normalised by
+            the final norm, so ``folded()`` applies (``residual_normalised_in_place`` is False).
         ln_folded: True when norm weights are already folded into the next linear maps (the norms
             then only normalise); false for raw weights.
         weights_processed: True when TransformerLens processed the weights at load
@@ -81,8 +85,12 @@ class ModelSpec:
         attention_layers: Indices of the blocks that have attention.
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
-        qk_norm: True when queries and keys are normalised per head (Qwen3, OLMo-2, Gemma-3):
-            the view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
+        qk_norm: True when queries and keys are normalised (Qwen3, OLMo-2, Gemma-3): the
+            view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
+        qk_norm_scope: With ``qk_norm``: "head" when each head's query/key is normalised on
+            its own (gains ``[d_head]``), "projection" when the whole query (key) projection of
+            a token is normalised at once (OLMo-2/3: gains ``[n_heads, d_head]`` and
+            ``[n_kv_heads, d_head]``, the normalising scalar shared by a token's heads).
         embed_norm: True when a norm follows the embedding (Bloom's
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
     """
@@ -121,7 +129,16 @@ class ModelSpec:
     attention_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False
+    qk_norm_scope: str = "head"
     embed_norm: bool = False
+
+    @property
+    def residual_normalised_in_place(self) -> bool:
+        """True when a norm's output replaces the residual stream (post-norm BERT).
+
+        Then no norm weight can move into the next sublayer's weights (``folded()`` refuses).
+        """
+        return self.norm_placement == "post"
 
     @property
     def group_size(self) -> int:

@@ -27,10 +27,7 @@ refuse(
 )
 refuse(
     "post-sublayer norms (the norm sits after attention/MLP, before the residual add)",
-    "Olmo2ForCausalLM",
-    "Olmo3ForCausalLM",
     "Glm4ForCausalLM",
-    "Exaone4ForCausalLM",
 )
 refuse(
     "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
