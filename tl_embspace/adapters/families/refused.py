@@ -26,10 +26,6 @@ refuse(
     "Ernie4_5_MoeForCausalLM",
 )
 refuse(
-    "post-sublayer norms (the norm sits after attention/MLP, before the residual add)",
-    "Glm4ForCausalLM",
-)
-refuse(
     "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
     "MLP activation is not spelt in TransformerLens's config",
     "BloomForCausalLM",
@@ -91,4 +87,3 @@ refuse(
 refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
 refuse("RMSNorm without a weight, not yet verified", "NanoChatForCausalLM")
-refuse("post-sublayer norms and partial-rotary interleaving, not yet verified", "GlmForCausalLM")
