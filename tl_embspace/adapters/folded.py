@@ -123,7 +123,12 @@ class FoldedView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         g = self._base.globals
         is_ln = self.spec.norm_type == "LN"
-        W_U = _center_read(_scale_rows(g.W_U.float(), g.ln_final_w), is_ln)
+        # A final LayerNorm without a weight (OLMo's non-parametric one) leaves nothing to fold:
+        # TransformerLens then leaves W_U's read side uncentred too (centring it would not
+        # change the logits either, LayerNorm's output being mean-free), and so do we.
+        W_U = _center_read(
+            _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
+        )
         b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
         if self._center_unembed:
             W_U = W_U - W_U.mean(-1, keepdim=True)

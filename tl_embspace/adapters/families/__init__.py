@@ -178,7 +178,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, glm, gpt2, llama, native, neox, olmo2, refused  # noqa: E402, F401, I001
+from . import bert, gemma, glm, gpt2, llama, native, neox, olmo, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

@@ -64,11 +64,6 @@ refuse(
     "FalconForCausalLM",
 )
 refuse(
-    "non-parametric LayerNorm: the folded view's W_U does not yet equal TransformerLens's "
-    "processed one",
-    "OlmoForCausalLM",
-)
-refuse(
     "the xIELU activation has learned per-layer parameters the view does not expose",
     "ApertusForCausalLM",
 )

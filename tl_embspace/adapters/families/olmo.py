@@ -1,6 +1,13 @@
-"""Post-sublayer-norm decoders (OLMo-2/3, EXAONE-4): no norm before attention or the MLP.
+"""OLMo (non-parametric LayerNorm) and the post-sublayer-norm decoders (OLMo-2/3, EXAONE-4).
 
-Each block is ``h = x + post_attn(attn(x))``, ``out = h + post_mlp(mlp(h))``: attention and the
+OLMo-1 normalises before each sublayer with a LayerNorm that has no weight and no bias: the view's
+norm weights are ``None`` and ``folded()`` only centres what reads the norms (as TransformerLens
+does; with no final-norm weight to fold, ``W_U`` is left as is). With ``clip_qkv`` set, queries,
+keys and values are clipped to ``[-c, c]`` in the forward pass: the weights are the same, but
+projections describe the unclipped maps.
+
+OLMo-2/3 and EXAONE-4 have no norm before attention or the MLP. Each block is
+``h = x + post_attn(attn(x))``, ``out = h + post_mlp(mlp(h))``: attention and the
 MLP read the residual stream itself, and each sublayer's output is RMS-normalised and scaled by
 a learned gain before the residual add. The view reports ``ln1``/``ln2`` as absent (``None``:
 the identity) and reads the post-norm gains as ``ln1_post_w``/``ln2_post_w`` (written weights
@@ -16,6 +23,17 @@ left out, as the residual norm is.
 """
 
 from . import Family, add
+
+OLMO = add(
+    Family(
+        name="olmo",
+        architectures=frozenset({"OlmoForCausalLM"}),
+        notes=(
+            "LayerNorm without weight or bias before each sublayer (norm weights None; folding "
+            "only centres); rotary, SwiGLU; clip_qkv (where set) clips activations, not weights."
+        ),
+    )
+)
 
 _NOTES = (
     "No norm before attention/MLP (ln1/ln2 absent: sublayers read the residual itself); "
