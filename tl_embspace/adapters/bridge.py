@@ -174,8 +174,8 @@ class BridgeView(WeightView):
             ln2_w, ln2_b = ln1_w, ln1_b
         q_norm_w = k_norm_w = None
         if s.qk_norm:
-            q_norm_w = _qk_gain(s, "q", self._gain(attn.q_norm.weight), layer)
-            k_norm_w = _qk_gain(s, "k", self._gain(attn.k_norm.weight), layer)
+            q_norm_w = _qk_gain(s, "q", self._gain(_norm(attn.q_norm, "RMS")[0]), layer)
+            k_norm_w = _qk_gain(s, "k", self._gain(_norm(attn.k_norm, "RMS")[0]), layer)
         return make_layer(
             layer,
             W_Q=attn.W_Q,
@@ -251,14 +251,17 @@ def _check_pre_norms(spec: ModelSpec, family: Family, block: Any, layer: int) ->
         )
 
 
-def _qk_gain(spec: ModelSpec, which: str, gain: Tensor, layer: int) -> Tensor:
+def _qk_gain(spec: ModelSpec, which: str, gain: Tensor | None, layer: int) -> Tensor | None:
     """A q/k-norm gain in the view's layout, after checking its length against the scope.
 
     Per-head norms (``qk_norm_scope="head"``) have one ``[d_head]`` gain shared by every head;
     whole-projection norms (OLMo-2) one gain per projection output, read per head as
     ``[n_heads, d_head]`` (queries) or grouped ``[n_kv_heads, d_head]`` (keys), in the order
-    of the projection's heads (the order ``W_Q``/``W_K`` use).
+    of the projection's heads (the order ``W_Q``/``W_K`` use). A norm without a weight
+    (NanoChat) has no gain: None.
     """
+    if gain is None:
+        return None
     heads = spec.n_heads if which == "q" else spec.n_kv_heads
     per_head = spec.qk_norm_scope == "head"
     expected = (spec.d_head,) if per_head else (heads * spec.d_head,)

@@ -93,6 +93,8 @@ class ModelSpec:
             ``[n_kv_heads, d_head]``, the normalising scalar shared by a token's heads).
         embed_norm: True when a norm follows the embedding (Bloom's
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
+            NanoChat's has no weight, so ``W_E``'s directions are the stream's (each row is
+            only rescaled).
     """
 
     model_name: str

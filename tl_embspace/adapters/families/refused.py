@@ -81,4 +81,3 @@ refuse(
 )
 refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
-refuse("RMSNorm without a weight, not yet verified", "NanoChatForCausalLM")
