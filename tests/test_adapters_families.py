@@ -333,3 +333,49 @@ def test_post_norm_check_catches_a_wrong_post_norm_gain(olmo2):
     status = checks.forward_checks(olmo2, WrongGain(adapt(olmo2)))
     assert status["mlp"].kind == "fail" and "post-norm output off" in status["mlp"].reason
     assert status["attention"].kind == "pass"
+
+
+# -- Cohere: logit_scale, recorded once and folded once ------------------------------------------
+COHERE = "CohereForCausalLM"
+
+
+def test_cohere_logit_scale_is_applied_once_raw_and_processed():
+    model = tm.arch_bridge(COHERE, logit_scale=0.25)
+    view = adapt(model)
+    assert view.spec.logit_scale == 0.25 and view.spec.parallel_attn_mlp
+    name = view.hook_names.final_resid
+    tokens = torch.tensor([[3, 8, 13, 21]])
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens, names_filter=[name])
+    resid = cache[name]
+    torch.testing.assert_close(view.logits(resid), logits, atol=1e-4, rtol=1e-4)
+    # folded() moves the scale into W_U (its spec then records 1.0): the same logits.
+    folded = view.folded(center_unembed=False)
+    assert folded.spec.logit_scale == 1.0 and "logit_scale" in folded.weights
+    torch.testing.assert_close(folded.logits(resid), logits, atol=1e-4, rtol=1e-4)
+    # TransformerLens's own processing folds it too; the processed view must not apply it again.
+    model.enable_compatibility_mode(disable_warnings=True)
+    processed = adapt(model)
+    assert processed.spec.logit_scale == 1.0
+    with torch.no_grad():
+        logits2, cache2 = model.run_with_cache(tokens, names_filter=[name])
+    torch.testing.assert_close(processed.logits(cache2[name]), logits2, atol=1e-4, rtol=1e-4)
+
+
+def test_cohere_projection_rankings_do_not_depend_on_the_logit_scale():
+    """A positive scale multiplies scores: the top tokens read through W_U are the same."""
+    small = adapt(tm.arch_bridge(COHERE, logit_scale=0.25))
+    large = adapt(tm.arch_bridge(COHERE, logit_scale=4.0))
+    torch.testing.assert_close(small.W_U, large.W_U)  # the raw readout is the same basis
+    x = torch.randn(3, small.spec.d_model, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(large.logits(x), 16 * small.logits(x), atol=1e-4, rtol=1e-4)
+    assert torch.equal(large.logits(x).topk(5).indices, small.logits(x).topk(5).indices)
+
+
+# -- NanoChat: norms without weights ---------------------------------------------------------------
+def test_nanochat_norms_have_no_gains_and_the_embedding_norm_is_recorded():
+    view = adapt(tm.arch_bridge("NanoChatForCausalLM"))
+    spec, lw = view.spec, view.layer(0)
+    assert spec.embed_norm and spec.qk_norm and spec.final_softcap is not None
+    assert (lw.ln1_w, lw.ln2_w, lw.q_norm_w, lw.k_norm_w, view.globals.ln_final_w) == (None,) * 5
+    assert lw.W_Q_qk is lw.W_Q

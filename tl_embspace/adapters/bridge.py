@@ -55,6 +55,7 @@ class BridgeView(WeightView):
             ln_folded=processed and not is_encoder and _tl_folds_norms(model),
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
+            logit_scale=_logit_scale(model, family, architecture),
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -205,6 +206,27 @@ class BridgeView(WeightView):
         if w is None or not self.spec.norm_offset:
             return w
         return w.detach() + self.spec.norm_offset
+
+
+def _logit_scale(model: Any, family: Family, architecture: str) -> float:
+    """The factor the model still multiplies its logits by after ``W_U`` (Cohere), else 1.0.
+
+    Read from the Hugging Face model's own ``logit_scale`` attribute, the one its forward pass
+    uses: TransformerLens's processing folds the scale into ``W_U`` and sets it to 1.0 there.
+
+    Raises:
+        UnsupportedModelError: For a scale that is not a positive number (a negative one would
+            reverse every ranking read through ``W_U``).
+    """
+    if not family.logit_scale:
+        return 1.0
+    value = getattr(model.original_model, "logit_scale", None)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r}: logit_scale={value!r} is not a positive number, "
+            "so projections through W_U would not rank tokens as the model's logits do"
+        )
+    return float(value)
 
 
 def _tl_folds_norms(model: Any) -> bool:

@@ -90,8 +90,11 @@ class FoldedView(WeightView):
         flags += ["center_writing_weights"] if self._center_write else []
         flags += ["center_unembed"] if center_unembed else []
         flags += ["fold_value_biases"] if fold_value_biases else []
+        if base.spec.logit_scale != 1.0:
+            flags += ["logit_scale"]
         weights = f"folded({', '.join(flags)}) of {base.weights}"
-        super().__init__(replace(spec, ln_folded=True), weights, base.tokenizer)
+        folded_spec = replace(spec, ln_folded=True, logit_scale=1.0)
+        super().__init__(folded_spec, weights, base.tokenizer)
 
     @property
     def hook_names(self) -> HookNames:
@@ -130,6 +133,11 @@ class FoldedView(WeightView):
             _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
         )
         b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
+        if self._base.spec.logit_scale != 1.0:
+            # TransformerLens folds Cohere's logit_scale into W_U (and b_U); so do we (this
+            # view's spec records 1.0).
+            scale = self._base.spec.logit_scale
+            W_U, b_U = W_U * scale, None if b_U is None else b_U * scale
         if self._center_unembed:
             W_U = W_U - W_U.mean(-1, keepdim=True)
             b_U = None if b_U is None else b_U - b_U.mean()

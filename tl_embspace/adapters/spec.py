@@ -80,6 +80,10 @@ class ModelSpec:
         attn_softcap: Attention-logit soft-cap ``c`` (scores become ``c * tanh(s / c)``), or None.
         final_softcap: Final-logit soft-cap, or None. Projection scores are *pre-cap*: capping
             is monotone, so the top-k order of one logit vector is unchanged.
+        logit_scale: The model multiplies its logits by this after ``W_U`` and ``b_U``
+            (Cohere's ``config.logit_scale``; 1.0 elsewhere, and once folded into ``W_U``).
+            ``view.logits`` applies it; a positive factor leaves every ranking unchanged, so
+            projection scores through the raw ``W_U`` are scaled, not reordered.
         n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
         attention_layers: Indices of the blocks that have attention.
@@ -126,6 +130,7 @@ class ModelSpec:
     embed_scale: float = 1.0
     attn_softcap: float | None = None
     final_softcap: float | None = None
+    logit_scale: float = 1.0
     n_experts: int = 0
     experts_per_token: int = 0
     attention_layers: tuple[int, ...] = ()

@@ -75,6 +75,10 @@ class Family:
         post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3,
             GLM-4, OLMo-2): the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
         embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
+        logit_scale: The model multiplies its logits by ``config.logit_scale`` (Cohere): the
+            view records the factor the model still applies after ``W_U`` as
+            ``spec.logit_scale`` (read from the model: 1.0 once TransformerLens has folded it
+            into ``W_U``), ``view.logits`` applies it, ``folded()`` folds it into ``W_U``/``b_U``.
         embed_norm_without_weight: A norm without weight or bias follows the token embedding
             (NanoChat's RMSNorm): the stream starts at ``norm(W_E[t])``, a positive multiple
             of ``W_E[t]``, so ``W_E`` stays the residual basis (``spec.embed_norm``).
@@ -94,6 +98,7 @@ class Family:
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
     embed_norm_without_weight: bool = False
+    logit_scale: bool = False
     notes: str = ""
 
 
@@ -182,7 +187,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, glm, gpt2, llama, nanochat, native, neox, olmo, refused  # noqa: E402, F401, I001
+from . import bert, cohere, gemma, glm, gpt2, llama, nanochat, native, neox, olmo, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

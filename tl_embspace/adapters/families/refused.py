@@ -54,11 +54,6 @@ refuse(
     "CodeGenForCausalLM",
 )
 refuse(
-    "logits are multiplied by config.logit_scale, which the view does not fold",
-    "CohereForCausalLM",
-    "Cohere2ForCausalLM",
-)
-refuse(
     "the MLP rebuilt from the bridge's weights does not match the forward pass "
     "(new_decoder_architecture / shared-norm variants)",
     "FalconForCausalLM",
