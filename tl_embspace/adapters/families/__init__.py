@@ -187,7 +187,21 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, cohere, gemma, glm, gpt2, llama, nanochat, native, neox, olmo, refused  # noqa: E402, F401, I001
+from . import (  # noqa: E402, F401, I001
+    bert,
+    cohere,
+    gemma,
+    glm,
+    gpt2,
+    llama,
+    nanochat,
+    native,
+    nemotron,
+    neox,
+    olmo,
+    stablelm,
+    refused,
+)
 
 __all__ = [
     "FAMILIES",

@@ -62,7 +62,6 @@ refuse(
     "the xIELU activation has learned per-layer parameters the view does not expose",
     "ApertusForCausalLM",
 )
-refuse("LayerNorm1P (weight + 1) and the relu2 activation", "NemotronForCausalLM")
 refuse("BitLinear weight quantisation and sub-norms before o_proj/down_proj", "BitNetForCausalLM")
 refuse("learned positions are offset by 2 rows (W_pos[p] is not position p)", "OPTForCausalLM")
 refuse(
@@ -70,9 +69,5 @@ refuse(
 )
 refuse("post-norm decoder (norm after each residual add)", "OpenAIGPTLMHeadModel")
 refuse("encoder not yet verified against the forward pass", "RobertaForMaskedLM", "BertLMHeadModel")
-refuse(
-    "LayerNorm with a gated MLP: the gate bias from folding is not yet verified",
-    "StableLmForCausalLM",
-)
 refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
