@@ -379,3 +379,22 @@ def test_nanochat_norms_have_no_gains_and_the_embedding_norm_is_recorded():
     assert spec.embed_norm and spec.qk_norm and spec.final_softcap is not None
     assert (lw.ln1_w, lw.ln2_w, lw.q_norm_w, lw.k_norm_w, view.globals.ln_final_w) == (None,) * 5
     assert lw.W_Q_qk is lw.W_Q
+
+
+# -- OLMo: clip_qkv ------------------------------------------------------------------------------
+def test_olmo_clip_qkv_is_recorded_and_the_attention_check_models_it():
+    """The spec records OLMo's clamp; the hook check applies it (and needs to: it fires here)."""
+    from .archzoo import checks
+
+    model = tm.arch_bridge("OlmoForCausalLM", clip_qkv=0.3)
+    view = adapt(model)
+    assert view.spec.qkv_clip == 0.3
+    assert checks.forward_checks(model, view)["attention"].kind == "pass"
+
+    class Unclipped:
+        spec = dataclasses.replace(view.spec, qkv_clip=None)
+
+        def __getattr__(self, name):
+            return getattr(view, name)
+
+    assert checks.forward_checks(model, Unclipped())["attention"].kind == "fail"

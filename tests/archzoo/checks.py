@@ -6,10 +6,14 @@ layer's normalised attention input, attention pattern and attention output, the 
 input and MLP output, the final residual and the logits. It then rebuilds, in float32, from the
 VIEW's weights only:
 
-* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the
+* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` (values clamped
+  to ``[-c, c]`` where ``spec.qkv_clip`` says the model does) with ``x`` the
   sublayer's input (the hooked tensor, times the view's own norm weight plus bias where
   ``names.norm_for`` says the hook fires before them, so norm gains are checked too; query head
-  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
+  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``); where the
+  view has post-sublayer norm gains, the rebuilt output RMS-normalised and times the gain
+  must also equal what the residual gains around the sublayer (``resid_mid - resid_pre``, and
+  ``resid_post - resid_mid`` for the MLP);
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
   before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
@@ -173,6 +177,9 @@ def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: 
     v = torch.einsum("bpd,hde->bphe", x, lw.W_V.float())
     if lw.b_V is not None:
         v = v + lw.b_V.float()
+    clip = getattr(view.spec, "qkv_clip", None)
+    if clip is not None:  # OLMo's clip_qkv: the model clamps values after the projection
+        v = v.clamp(-clip, clip)
     z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
     out = torch.einsum("bqhe,hem->bqm", z, lw.W_O.float())
     if lw.b_O is not None:

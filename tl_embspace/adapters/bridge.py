@@ -56,6 +56,7 @@ class BridgeView(WeightView):
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
             logit_scale=_logit_scale(model, family, architecture),
+            qkv_clip=_qkv_clip(model),
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -227,6 +228,12 @@ def _logit_scale(model: Any, family: Family, architecture: str) -> float:
             "so projections through W_U would not rank tokens as the model's logits do"
         )
     return float(value)
+
+
+def _qkv_clip(model: Any) -> float | None:
+    """The clamp the model applies to q, k and v after their projections (OLMo), or None."""
+    value = getattr(getattr(model.original_model, "config", None), "clip_qkv", None)
+    return None if value is None else float(value)
 
 
 def _tl_folds_norms(model: Any) -> bool:

@@ -84,6 +84,9 @@ class ModelSpec:
             (Cohere's ``config.logit_scale``; 1.0 elsewhere, and once folded into ``W_U``).
             ``view.logits`` applies it; a positive factor leaves every ranking unchanged, so
             projection scores through the raw ``W_U`` are scaled, not reordered.
+        qkv_clip: The forward pass clamps queries, keys and values to ``[-c, c]`` after their
+            projections (OLMo's ``clip_qkv``), or None. The view's weights are the unclipped
+            linear maps; an activation beyond ``c`` is clipped by the model, not by them.
         n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
         attention_layers: Indices of the blocks that have attention.
@@ -131,6 +134,7 @@ class ModelSpec:
     attn_softcap: float | None = None
     final_softcap: float | None = None
     logit_scale: float = 1.0
+    qkv_clip: float | None = None
     n_experts: int = 0
     experts_per_token: int = 0
     attention_layers: tuple[int, ...] = ()
