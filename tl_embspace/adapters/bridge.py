@@ -110,8 +110,9 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
-            _check_pre_norms(s, self._family, block, layer)
-            posts = {n for n in ("ln1_post", "ln2_post") if n in block._modules}
+            block_norms = _block_norms(block, self._family)
+            _check_pre_norms(s, self._family, block_norms, layer)
+            posts = {n for n in ("ln1_post", "ln2_post") if n in block_norms}
             if posts != ({"ln1_post", "ln2_post"} if self._family.post_norms else set()):
                 raise UnsupportedModelError(
                     f"{s.architecture}: blocks[{layer}] has post-sublayer norms {sorted(posts)} "
@@ -157,17 +158,18 @@ class BridgeView(WeightView):
         s = self.spec
         block = self._model.blocks[layer]
         attn, mlp = block.attn, block._modules.get("mlp")
-        ln1_w, ln1_b = _norm(block._modules.get("ln1"), s.norm_type)
-        ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
+        block_norms = _block_norms(block, self._family)
+        ln1_w, ln1_b = _norm(block_norms.get("ln1"), s.norm_type)
+        ln2_w, ln2_b = _norm(block_norms.get("ln2"), s.norm_type)
         ln1_w, ln2_w = self._gain(ln1_w), self._gain(ln2_w)
         post = dict(ln1_post_w=None, ln2_post_w=None)
         if self._family.post_norms:
             post = {
-                f"{n}_w": self._gain(_norm(block._modules[n], s.norm_type)[0])
+                f"{n}_w": self._gain(_norm(block_norms[n], s.norm_type)[0])
                 for n in ("ln1_post", "ln2_post")
             }
         if self._family.shared_norm:
-            if "ln2" in block._modules:
+            if "ln2" in block_norms:
                 raise UnsupportedModelError(
                     f"{s.architecture}: family {s.family!r} declares one shared norm per block "
                     f"but blocks[{layer}] has an ln2"
@@ -260,13 +262,38 @@ def _sublayer_norm_hook_names(names: HookNames) -> HookNames:
     )
 
 
-def _check_pre_norms(spec: ModelSpec, family: Family, block: Any, layer: int) -> None:
+# The Hugging Face modules of a "sublayer" family's post-sublayer norms (OLMo-2/3, EXAONE-4).
+_HF_POST_NORMS = {"ln1": "post_attention_layernorm", "ln2": "post_feedforward_layernorm"}
+
+
+def _block_norms(block: Any, family: Family) -> dict[str, Any]:
+    """A block's norms by role: ``ln1``/``ln2`` (before a sublayer), ``ln1_post``/``ln2_post``.
+
+    TransformerLens 4.x names OLMo-2's post-sublayer norms ``ln1_post``/``ln2_post``; 3.x names
+    them ``ln1``/``ln2`` although nothing normalises before the sublayers. For a "sublayer"
+    family, ``ln1``/``ln2`` that are exactly the layer's Hugging Face post-sublayer norms
+    (checked by identity: the bridge puts its norm modules in place of the Hugging Face ones)
+    are read as the post-norms they are.
+    """
+    names = ("ln1", "ln2", "ln1_post", "ln2_post")
+    norms = {n: block._modules[n] for n in names if block._modules.get(n) is not None}
+    hf_layer = getattr(block, "original_component", None)
+    if family.norm_placement == "sublayer" and "ln1_post" not in norms and hf_layer is not None:
+        if all(
+            n in norms and norms[n] is getattr(hf_layer, hf, None)
+            for n, hf in _HF_POST_NORMS.items()
+        ):
+            norms = {"ln1_post": norms.pop("ln1"), "ln2_post": norms.pop("ln2"), **norms}
+    return norms
+
+
+def _check_pre_norms(spec: ModelSpec, family: Family, norms: dict[str, Any], layer: int) -> None:
     """Refuse a block whose pre-sublayer norms do not match the family's norm placement.
 
     A "sublayer" family (OLMo-2) must have neither ``ln1`` nor ``ln2``; any other decoder has
-    an ``ln1`` (the parallel families' shared norm included).
+    an ``ln1`` (the parallel families' shared norm included). ``norms``: ``_block_norms``.
     """
-    pre = sorted(n for n in ("ln1", "ln2") if n in block._modules)
+    pre = sorted(n for n in ("ln1", "ln2") if n in norms)
     if family.norm_placement == "sublayer" and pre:
         raise UnsupportedModelError(
             f"{spec.architecture}: blocks[{layer}] has pre-sublayer norms {pre} but family "
