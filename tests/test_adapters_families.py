@@ -398,3 +398,15 @@ def test_olmo_clip_qkv_is_recorded_and_the_attention_check_models_it():
             return getattr(view, name)
 
     assert checks.forward_checks(model, Unclipped())["attention"].kind == "fail"
+
+
+def test_olmo2_qk_pairs_equal_the_dense_circuit_with_per_head_gains(olmo2):
+    """The interpreter reads OLMo-2's per-head slices of the whole-projection q/k gains."""
+    view = adapt(olmo2)
+    lw, B = view.layer(1), view.W_E.float().T
+    head = 3  # reads kv head 1: the second slice of the key gain
+    dense = (B.T @ lw.W_Q_qk[head].float()) @ (lw.W_K_qk[head].float().T @ B)
+    res = te.qk_pairs(olmo2, layer=1, head=head, k=10)
+    scores, rows, cols = res.top
+    torch.testing.assert_close(scores, dense.flatten().topk(10).values, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dense[rows, cols], scores, atol=1e-4, rtol=1e-4)

@@ -112,7 +112,10 @@ class WeightView(ABC):
         ``HookedTransformer`` can be read in the same coordinates as
         ``HookedTransformer.from_pretrained``. Idempotent: folding folded weights changes nothing.
         Per-head q/k norms and post-sublayer norms are not folded (they act after a
-        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``).
+        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``). A model
+        without pre-sublayer norms (``norm_placement="sublayer"``, OLMo-2) only has its final
+        norm folded. A logit scale (Cohere, ``spec.logit_scale``) is folded into ``W_U`` and
+        ``b_U``, as TransformerLens does; the folded spec records 1.0.
 
         Args:
             center_writing_weights: Remove the mean over ``d_model`` from what sublayers write
