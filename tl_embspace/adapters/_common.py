@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .. import _facts
+from ..errors import UnsupportedModelError
 from .families import Family, check_config, family_for
 from .spec import ModelFacts, ModelSpec
 
@@ -26,6 +27,44 @@ def accept(cfg: Any, architecture: str) -> Family:
 def _cap(value: Any) -> float | None:
     """A soft-cap setting as a float, None when off (TransformerLens writes -1 for off)."""
     return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def moe_spec(family: Family, cfg: Any, hf_config: Any, moe_layers: tuple[int, ...]) -> dict[str, Any]:
+    """The sparse-MoE fields of a ModelSpec, from the configs (empty for dense families).
+
+    ``hf_config`` is the Hugging Face config where the backend has one (None for
+    HookedTransformer, whose ``cfg`` carries ``norm_topk_prob`` and the expert width as
+    ``d_mlp``): the expert width and ``norm_topk_prob`` are read from it when the family does not
+    fix them.
+
+    Raises:
+        UnsupportedModelError: When a routing setting the family leaves to the config is absent.
+    """
+    layout = family.moe
+    if layout is None:
+        return {}
+    # HookedTransformer (TransformerLens 3.x) routes by its own cfg.norm_topk_prob: that is
+    # what its forward pass computes, so it comes first; the bridge's cfg does not carry it.
+    renorm = getattr(cfg, "norm_topk_prob", None)
+    if renorm is None:
+        renorm = layout.norm_topk_prob
+    if renorm is None:
+        renorm = getattr(hf_config, "norm_topk_prob", None)
+        if renorm is None:
+            raise UnsupportedModelError(
+                f"family {family.name!r}: the config does not say whether the top-k routing "
+                "weights are renormalised (norm_topk_prob); load the model with "
+                "TransformerBridge"
+            )
+    width = getattr(hf_config, layout.expert_width, None) if hf_config is not None else None
+    return dict(
+        n_experts=int(cfg.num_experts),
+        experts_per_token=int(cfg.experts_per_token),
+        norm_topk_prob=bool(renorm),
+        moe_layers=moe_layers,
+        shared_expert=layout.shared_expert is not None,
+        d_mlp=int(width) if width else cfg.d_mlp,
+    )
 
 
 def build_spec(

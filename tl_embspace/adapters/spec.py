@@ -78,6 +78,11 @@ class ModelSpec:
             is monotone, so the top-k order of one logit vector is unchanged.
         n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
+        norm_topk_prob: Sparse MoE: the top-k routing probabilities are renormalised to sum to
+            one (else they are the softmax over all experts, as selected).
+        moe_layers: Indices of the sparse-MoE layers (others are dense; Ernie-4.5 starts with
+            dense layers).
+        shared_expert: Sparse MoE: every MoE layer also runs a shared expert on every token.
         attention_layers: Indices of the blocks that have attention.
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
@@ -118,6 +123,9 @@ class ModelSpec:
     final_softcap: float | None = None
     n_experts: int = 0
     experts_per_token: int = 0
+    norm_topk_prob: bool = False
+    moe_layers: tuple[int, ...] = ()
+    shared_expert: bool = False
     attention_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False

@@ -45,6 +45,43 @@ NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 
 
 @dataclass(frozen=True)
+class MoELayout:
+    """Where a sparse-MoE family keeps its router and experts, and how it routes.
+
+    Every family read here routes the same way, which the hook checks rebuild exactly: router
+    logits ``x @ W_router``, softmax over all experts, the top ``experts_per_token`` experts by
+    probability (by probability plus ``router_selection_bias`` where there is one: that bias
+    selects, it does not weight), their probabilities renormalised to sum to one when
+    ``norm_topk_prob``, each expert a gated MLP ``act(x W_gate) * (x W_in) @ W_out``; plus a shared
+    expert on every token, times ``sigmoid(x @ W_shared_gate)`` where it has a gate. A family
+    routing any other way (sigmoid scores, grouped top-k, attention experts) is refused.
+
+    Attributes:
+        router: Attribute of the Hugging Face MoE block holding the router (``weight
+            [n_experts, d_model]``).
+        experts: Attribute holding the experts' batched ``gate_up_proj [n_experts, 2 d_mlp,
+            d_model]`` (gate rows first) and ``down_proj [n_experts, d_model, d_mlp]``.
+        norm_topk_prob: True or False when the family fixes it; None: read from the Hugging Face
+            config's ``norm_topk_prob``.
+        expert_width: Hugging Face config key of one expert's width (``d_mlp``).
+        shared_expert: Attribute of an always-on shared expert (``gate_proj``/``up_proj``/
+            ``down_proj`` linears), or None.
+        shared_gate: Attribute of the shared expert's sigmoid gate (``Linear(d_model, 1)``), or
+            None.
+        selection_bias: Attribute path (from the router) of a bias added to the probabilities
+            for selection only (Ernie-4.5's ``moe_statics.e_score_correction_bias``), or None.
+    """
+
+    router: str = "gate"
+    experts: str = "experts"
+    norm_topk_prob: bool | None = None
+    expert_width: str = "intermediate_size"
+    shared_expert: str | None = None
+    shared_gate: str | None = None
+    selection_bias: str | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     """One adapter family: the architectures it covers and the configuration it understands.
 
@@ -65,6 +102,7 @@ class Family:
         post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3):
             the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
         embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
+        moe: Sparse-MoE layout (router, experts, routing), or None for dense MLPs.
         notes: What a projection means for this family (README table).
     """
 
@@ -79,6 +117,7 @@ class Family:
     norm_offset: float = 0.0
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
+    moe: MoELayout | None = None
     notes: str = ""
 
 
@@ -156,12 +195,13 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
+from . import bert, gemma, gpt2, llama, moe, native, neox, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",
     "FEATURES",
     "Family",
+    "MoELayout",
     "REFUSED",
     "add",
     "check_config",

@@ -18,9 +18,6 @@ refuse(
 refuse(
     "sparse mixture-of-experts MLPs have no single W_in/W_out (per-expert views not yet "
     "verified against the forward pass)",
-    "MixtralForCausalLM",
-    "Qwen2MoeForCausalLM",
-    "Qwen3MoeForCausalLM",
     "OlmoeForCausalLM",
     "GraniteMoeForCausalLM",
     "Ernie4_5_MoeForCausalLM",
