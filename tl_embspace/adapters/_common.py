@@ -29,7 +29,9 @@ def _cap(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
-def moe_spec(family: Family, cfg: Any, hf_config: Any, moe_layers: tuple[int, ...]) -> dict[str, Any]:
+def moe_spec(
+    family: Family, cfg: Any, hf_config: Any, moe_layers: tuple[int, ...]
+) -> dict[str, Any]:
     """The sparse-MoE fields of a ModelSpec, from the configs (empty for dense families).
 
     ``hf_config`` is the Hugging Face config where the backend has one (None for

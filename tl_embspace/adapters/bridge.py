@@ -71,7 +71,8 @@ def _moe_fields(mlp: Any, layout: MoELayout, s: ModelSpec, layer: int) -> dict[s
     """
     block = _unwrap(mlp)
     where = f"{s.architecture}: blocks[{layer}].mlp"
-    router, experts = _unwrap(getattr(block, layout.router)), _unwrap(getattr(block, layout.experts))
+    router = _unwrap(getattr(block, layout.router))
+    experts = _unwrap(getattr(block, layout.experts))
     if getattr(experts, "is_transposed", False) or getattr(experts, "has_bias", False):
         raise UnsupportedModelError(
             f"{where}: transposed or biased expert stacks are not supported (is_transposed, "

@@ -108,7 +108,7 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     ln2_w, ln2_b = _norm_params(block.ln2, cfg.normalization_type) if has_mlp else (None, None)
     mlp = block.mlp if has_mlp else None
     moe: dict[str, Any] = {}
-    if has_mlp and getattr(cfg, "num_experts", None):
+    if mlp is not None and getattr(cfg, "num_experts", None):
         # TransformerLens's MoE: experts are nn.Linear (weight [out, in]), router W_gate too.
         moe = dict(
             experts=tuple(
