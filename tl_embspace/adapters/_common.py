@@ -59,6 +59,15 @@ def moe_spec(
                 "TransformerBridge"
             )
     width = getattr(hf_config, layout.expert_width, None) if hf_config is not None else None
+    if layout.renorm_floor is not None:
+        floor = getattr(hf_config, layout.renorm_floor, None)
+        least = cfg.experts_per_token / cfg.num_experts  # top-k probabilities sum to >= this
+        if floor is None or floor >= least:
+            raise UnsupportedModelError(
+                f"family {family.name!r}: config.{layout.renorm_floor}={floor!r} may floor the "
+                f"sum of the top-k routing probabilities (which is at least {least:g}); the "
+                "view renormalises without a floor"
+            )
     return dict(
         n_experts=int(cfg.num_experts),
         experts_per_token=int(cfg.experts_per_token),

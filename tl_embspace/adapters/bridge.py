@@ -52,7 +52,15 @@ def _is_sparse(mlp: Any) -> bool:
 
 
 def _linear_mlp(module: Any, gated: bool) -> MLPWeights:
-    """A Hugging Face ``gate_proj``/``up_proj``/``down_proj`` MLP in TransformerLens layout."""
+    """A Hugging Face ``gate_proj``/``up_proj``/``down_proj`` MLP in TransformerLens layout.
+
+    Raises:
+        UnsupportedModelError: When the gate has a bias (``MLPWeights`` carries none).
+    """
+    if gated and module.gate_proj.bias is not None:
+        raise UnsupportedModelError(
+            f"{type(module).__name__}: a shared expert whose gate_proj has a bias is not supported"
+        )
     return MLPWeights(
         W_in=copy_tensor(module.up_proj.weight.T),
         W_gate=copy_tensor(module.gate_proj.weight.T) if gated else None,

@@ -70,6 +70,10 @@ class MoELayout:
             None.
         selection_bias: Attribute path (from the router) of a bias added to the probabilities
             for selection only (Ernie-4.5's ``moe_statics.e_score_correction_bias``), or None.
+        renorm_floor: Hugging Face config key of a floor on the renormalising sum (Ernie-4.5's
+            ``moe_norm_min``), or None. Top-k softmax probabilities sum to at least
+            ``experts_per_token / n_experts``, so a floor below that never acts; a larger one is
+            refused.
     """
 
     router: str = "gate"
@@ -79,6 +83,7 @@ class MoELayout:
     shared_expert: str | None = None
     shared_gate: str | None = None
     selection_bias: str | None = None
+    renorm_floor: str | None = None
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,25 @@ QWEN3_MOE = add(
         ),
     )
 )
+
+ERNIE_MOE = add(
+    Family(
+        name="ernie4_5_moe",
+        architectures=frozenset({"Ernie4_5_MoeForCausalLM"}),
+        understands=frozenset({"num_experts"}),
+        moe=MoELayout(
+            norm_topk_prob=True,
+            expert_width="moe_intermediate_size",
+            shared_expert="shared_experts",
+            selection_bias="moe_statics.e_score_correction_bias",
+            renorm_floor="moe_norm_min",
+        ),
+        notes=(
+            "As Ernie-4.5, with sparse MoE MLPs from moe_layer_start_index on (earlier layers "
+            "dense; spec.moe_layers): experts are selected by softmax probability plus a "
+            "correction bias (router_selection_bias; it selects, it does not weight), weighted "
+            "by their renormalised probabilities, plus an ungated shared expert on every token. "
+            f"{_MOE_NOTE}"
+        ),
+    )
+)

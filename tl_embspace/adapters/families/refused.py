@@ -20,7 +20,6 @@ refuse(
     "verified against the forward pass)",
     "OlmoeForCausalLM",
     "GraniteMoeForCausalLM",
-    "Ernie4_5_MoeForCausalLM",
 )
 refuse(
     "post-sublayer norms (the norm sits after attention/MLP, before the residual add)",
