@@ -78,6 +78,32 @@ def moe_spec(
     )
 
 
+MUP_KEYS = ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling")
+
+
+def mup_spec(family: Family, hf_config: Any) -> dict[str, Any]:
+    """The muP multipliers of a ModelSpec from the Hugging Face config (empty without them).
+
+    Raises:
+        UnsupportedModelError: When the family scales by multipliers the config does not give.
+    """
+    if not family.mup_multipliers:
+        return {}
+    values = {k: getattr(hf_config, k, None) for k in MUP_KEYS}
+    missing = [k for k, v in values.items() if not isinstance(v, int | float) or v <= 0]
+    if missing:
+        raise UnsupportedModelError(
+            f"family {family.name!r}: the config gives no positive {', '.join(missing)}; the "
+            "view cannot scale its weights (load the model with TransformerBridge)"
+        )
+    return dict(
+        embed_scale=float(values["embedding_multiplier"]),
+        residual_multiplier=float(values["residual_multiplier"]),
+        attn_scale=float(values["attention_multiplier"]),
+        logit_scale=1.0 / float(values["logits_scaling"]),
+    )
+
+
 def build_spec(
     model: Any,
     cfg: Any,

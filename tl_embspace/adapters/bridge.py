@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import UnsupportedModelError
-from ._common import accept, build_spec, moe_spec
+from ._common import accept, build_spec, moe_spec, mup_spec
 from .families import MoELayout
 from .hooks import HookNames, bridge_hook_names
 from .spec import ModelFacts, ModelSpec
@@ -124,6 +124,26 @@ def _moe_fields(mlp: Any, layout: MoELayout, s: ModelSpec, layer: int) -> dict[s
     return out
 
 
+def _residual_scaled(
+    attn: dict[str, Any], mlp: dict[str, Any], r: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the sublayers write, times the residual multiplier (Granite's muP), so the view's
+    written weights are what the residual receives."""
+
+    def scale(t: Any) -> Any:
+        return None if t is None else t.detach() * r
+
+    def scale_mlp(e: MLPWeights | None) -> MLPWeights | None:
+        return None if e is None else replace(e, W_out=scale(e.W_out), b_out=scale(e.b_out))
+
+    mlp = dict(mlp, W_out=scale(mlp["W_out"]), b_out=scale(mlp["b_out"]))
+    if mlp.get("experts") is not None:
+        mlp["experts"] = tuple(scale_mlp(e) for e in mlp["experts"])
+    if mlp.get("shared_expert") is not None:
+        mlp["shared_expert"] = scale_mlp(mlp["shared_expert"])
+    return {k: scale(v) for k, v in attn.items()}, mlp
+
+
 class BridgeView(WeightView):
     """Read-only weights of a ``TransformerBridge``."""
 
@@ -137,12 +157,13 @@ class BridgeView(WeightView):
         # The bridge boots with raw Hugging Face weights; enable_compatibility_mode() (or
         # process_weights()) folds and centres them in place and records it in this flag.
         processed = bool(model._weights_processed)
-        moe = {}
+        moe: dict[str, Any] = {}
         if family.moe is not None:
             sparse = tuple(
                 i for i, b in enumerate(model.blocks) if _is_sparse(b._modules.get("mlp"))
             )
             moe = moe_spec(family, cfg, getattr(model.original_model, "config", None), sparse)
+        moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
         spec = build_spec(
             model,
             cfg,
@@ -281,16 +302,18 @@ class BridgeView(WeightView):
                 # a LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
                 b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
             )
+        written = dict(W_O=attn.W_O, b_O=attn.b_O)
+        if s.residual_multiplier != 1.0:
+            written, mlp_part = _residual_scaled(written, mlp_part, s.residual_multiplier)
         return make_layer(
             layer,
             W_Q=attn.W_Q,
             W_K_grouped=attn.W_K,
             W_V_grouped=attn.W_V,
-            W_O=attn.W_O,
             b_Q=attn.b_Q,
             b_K_grouped=attn.b_K,
             b_V_grouped=attn.b_V,
-            b_O=attn.b_O,
+            **written,
             **mlp_part,
             ln1_w=ln1_w,
             ln1_b=ln1_b,

@@ -23,11 +23,16 @@ from .weights import (
 def _accept_hooked(cfg: Any, architecture: str) -> Family:
     """The family, refusing features only the bridge view reads (not verified on this backend)."""
     family = accept(cfg, architecture)
-    if family.post_norms or family.norm_offset or family.embed_scale_sqrt_d_model:
+    if (
+        family.post_norms
+        or family.norm_offset
+        or family.embed_scale_sqrt_d_model
+        or family.mup_multipliers
+    ):
         raise UnsupportedModelError(
             f"architecture={architecture!r} (family {family.name!r}) is not supported on "
-            "HookedTransformer: its norm offsets, embedding scale and post-sublayer norms are "
-            "read and verified on the TransformerBridge only; load it with TransformerBridge"
+            "HookedTransformer: its norm offsets, embedding scale, muP multipliers and "
+            "post-sublayer norms are read and verified on the TransformerBridge only; load it with TransformerBridge"
         )
     return family
 

@@ -83,6 +83,16 @@ class ModelSpec:
         moe_layers: Indices of the sparse-MoE layers (others are dense; Ernie-4.5 starts with
             dense layers).
         shared_expert: Sparse MoE: every MoE layer also runs a shared expert on every token.
+        residual_multiplier: Every sublayer's output is multiplied by this before the residual
+            add (Granite's muP ``residual_multiplier``). The view's written weights (``W_O``,
+            ``b_O``, ``W_out``, ``b_out``, every expert's ``W_out``) already include it, so they
+            are what the residual receives.
+        attn_scale: The attention-score scale when it is not ``1 / sqrt(d_head)`` (Granite's
+            ``attention_multiplier``), else None. QK scores are unscaled ``x W_Q W_Kᵀ yᵀ``; the
+            scale multiplies them all, so their order is unchanged.
+        logit_scale: The model multiplies its logits by this (Granite: ``1 / logits_scaling``);
+            ``view.logits`` applies it. Projection scores through ``W_U`` are unscaled logits
+            (a positive constant apart: the same order).
         attention_layers: Indices of the blocks that have attention.
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
@@ -126,6 +136,9 @@ class ModelSpec:
     norm_topk_prob: bool = False
     moe_layers: tuple[int, ...] = ()
     shared_expert: bool = False
+    residual_multiplier: float = 1.0
+    attn_scale: float | None = None
+    logit_scale: float = 1.0
     attention_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False

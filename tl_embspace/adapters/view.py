@@ -165,11 +165,13 @@ class WeightView(ABC):
     def logits(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
         """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
 
-        With a final-logit soft-cap (Gemma-2) the capped logits are returned, as the model
-        returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
+        With a logit scale (Granite, ``spec.logit_scale``) the scaled logits, and with a
+        final-logit soft-cap (Gemma-2) the capped logits are returned, as the model returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
         """
         out = self.final_norm(resid) @ self.W_U.float()
         out = out if self.b_U is None else out + self.b_U.float()
+        if self.spec.logit_scale != 1.0:  # Granite divides its logits by logits_scaling
+            out = out * self.spec.logit_scale
         cap = self.spec.final_softcap
         return out if cap is None else cap * torch.tanh(out / cap)
 

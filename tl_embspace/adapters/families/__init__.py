@@ -108,6 +108,9 @@ class Family:
             the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
         embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
         moe: Sparse-MoE layout (router, experts, routing), or None for dense MLPs.
+        mup_multipliers: The model scales by muP multipliers from its Hugging Face config
+            (Granite: ``embedding_multiplier``, ``residual_multiplier``, ``attention_multiplier``,
+            ``logits_scaling``); see ``ModelSpec.residual_multiplier``.
         notes: What a projection means for this family (README table).
     """
 
@@ -123,6 +126,7 @@ class Family:
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
     moe: MoELayout | None = None
+    mup_multipliers: bool = False
     notes: str = ""
 
 
@@ -200,7 +204,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, gpt2, llama, moe, native, neox, refused  # noqa: E402, F401, I001
+from . import bert, gemma, gpt2, granite, llama, moe, native, neox, refused  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

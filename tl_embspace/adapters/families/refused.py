@@ -19,7 +19,6 @@ refuse(
     "sparse mixture-of-experts MLPs have no single W_in/W_out (per-expert views not yet "
     "verified against the forward pass)",
     "OlmoeForCausalLM",
-    "GraniteMoeForCausalLM",
 )
 refuse(
     "post-sublayer norms (the norm sits after attention/MLP, before the residual add)",
@@ -46,10 +45,6 @@ refuse(
     "GraniteMoeHybridForCausalLM",
     "RwkvForCausalLM",
     "Lfm2ForCausalLM",
-)
-refuse(
-    "muP multipliers (embedding, residual, attention, logits) are not folded into the weights",
-    "GraniteForCausalLM",
 )
 refuse(
     "parallel block whose bridge cannot run its forward pass in TransformerLens 4.3 "
