@@ -127,8 +127,10 @@ def _moe_fields(mlp: Any, layout: MoELayout, s: ModelSpec, layer: int) -> dict[s
 def _residual_scaled(
     attn: dict[str, Any], mlp: dict[str, Any], r: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the sublayers write, times the residual multiplier (Granite's muP), so the view's
-    written weights are what the residual receives."""
+    """What the sublayers write, times the residual multiplier (Granite's muP).
+
+    The view's written weights are then what the residual receives.
+    """
 
     def scale(t: Any) -> Any:
         return None if t is None else t.detach() * r
