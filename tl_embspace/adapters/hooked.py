@@ -32,7 +32,8 @@ def _accept_hooked(cfg: Any, architecture: str) -> Family:
         raise UnsupportedModelError(
             f"architecture={architecture!r} (family {family.name!r}) is not supported on "
             "HookedTransformer: its norm offsets, embedding scale, muP multipliers and "
-            "post-sublayer norms are read and verified on the TransformerBridge only; load it with TransformerBridge"
+            "post-sublayer norms are read and verified on the TransformerBridge only; load it "
+            "with TransformerBridge"
         )
     return family
 

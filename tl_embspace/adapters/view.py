@@ -166,7 +166,8 @@ class WeightView(ABC):
         """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
 
         With a logit scale (Granite, ``spec.logit_scale``) the scaled logits, and with a
-        final-logit soft-cap (Gemma-2) the capped logits are returned, as the model returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
+        final-logit soft-cap (Gemma-2) the capped logits are returned, as the model returns
+        them; projection scores elsewhere are unscaled and pre-cap (see ``ModelSpec``).
         """
         out = self.final_norm(resid) @ self.W_U.float()
         out = out if self.b_U is None else out + self.b_U.float()
