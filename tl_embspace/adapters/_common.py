@@ -59,9 +59,20 @@ def moe_spec(
                 "TransformerBridge"
             )
     width = getattr(hf_config, layout.expert_width, None) if hf_config is not None else None
+    # TransformerLens's cfg names the counts on 4.x (and for HookedTransformer); some 3.x bridges
+    # leave them unset, so fall back to the Hugging Face config's own names.
+    n_experts = getattr(cfg, "num_experts", None) or _first(
+        hf_config, "num_local_experts", "num_experts"
+    )
+    per_token = getattr(cfg, "experts_per_token", None) or _first(hf_config, "num_experts_per_tok")
+    if not n_experts or not per_token:
+        raise UnsupportedModelError(
+            f"family {family.name!r}: the config gives no expert count or experts per token "
+            "(num_experts / num_experts_per_tok)"
+        )
     if layout.renorm_floor is not None:
         floor = getattr(hf_config, layout.renorm_floor, None)
-        least = cfg.experts_per_token / cfg.num_experts  # top-k probabilities sum to >= this
+        least = per_token / n_experts  # top-k probabilities sum to at least this
         if floor is None or floor >= least:
             raise UnsupportedModelError(
                 f"family {family.name!r}: config.{layout.renorm_floor}={floor!r} may floor the "
@@ -69,13 +80,19 @@ def moe_spec(
                 "view renormalises without a floor"
             )
     return dict(
-        n_experts=int(cfg.num_experts),
-        experts_per_token=int(cfg.experts_per_token),
+        n_experts=int(n_experts),
+        experts_per_token=int(per_token),
         norm_topk_prob=bool(renorm),
         moe_layers=moe_layers,
         shared_expert=layout.shared_expert is not None,
         d_mlp=int(width) if width else cfg.d_mlp,
     )
+
+
+def _first(config: Any, *keys: str) -> Any:
+    """The first of ``keys`` that ``config`` sets (None when none, or no config)."""
+    values = (getattr(config, k, None) for k in keys) if config is not None else ()
+    return next((v for v in values if v), None)
 
 
 MUP_KEYS = ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling")
@@ -89,18 +106,19 @@ def mup_spec(family: Family, hf_config: Any) -> dict[str, Any]:
     """
     if not family.mup_multipliers:
         return {}
-    values = {k: getattr(hf_config, k, None) for k in MUP_KEYS}
-    missing = [k for k, v in values.items() if not isinstance(v, int | float) or v <= 0]
+    given = {k: getattr(hf_config, k, None) for k in MUP_KEYS}
+    values = {k: float(v) for k, v in given.items() if isinstance(v, int | float) and v > 0}
+    missing = [k for k in MUP_KEYS if k not in values]
     if missing:
         raise UnsupportedModelError(
             f"family {family.name!r}: the config gives no positive {', '.join(missing)}; the "
             "view cannot scale its weights (load the model with TransformerBridge)"
         )
     return dict(
-        embed_scale=float(values["embedding_multiplier"]),
-        residual_multiplier=float(values["residual_multiplier"]),
-        attn_scale=float(values["attention_multiplier"]),
-        logit_scale=1.0 / float(values["logits_scaling"]),
+        embed_scale=values["embedding_multiplier"],
+        residual_multiplier=values["residual_multiplier"],
+        attn_scale=values["attention_multiplier"],
+        logit_scale=1.0 / values["logits_scaling"],
     )
 
 

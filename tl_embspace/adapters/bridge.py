@@ -304,7 +304,7 @@ class BridgeView(WeightView):
                 # a LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
                 b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
             )
-        written = dict(W_O=attn.W_O, b_O=attn.b_O)
+        written: dict[str, Any] = dict(W_O=attn.W_O, b_O=attn.b_O)
         if s.residual_multiplier != 1.0:
             written, mlp_part = _residual_scaled(written, mlp_part, s.residual_multiplier)
         return make_layer(
