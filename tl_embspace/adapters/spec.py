@@ -76,7 +76,9 @@ class ModelSpec:
         attn_softcap: Attention-logit soft-cap ``c`` (scores become ``c * tanh(s / c)``), or None.
         final_softcap: Final-logit soft-cap, or None. Projection scores are *pre-cap*: capping
             is monotone, so the top-k order of one logit vector is unchanged.
-        n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
+        n_experts: Experts per sparse-MoE layer (0 for dense MLPs). ``d_mlp`` is then one
+            expert's width (an interleaved stack's dense layers and a shared expert may be
+            wider: read their tensors' shapes in the view).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
         norm_topk_prob: Sparse MoE: the top-k routing probabilities are renormalised to sum to
             one (else they are the softmax over all experts, as selected).
