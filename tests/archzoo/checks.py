@@ -233,13 +233,20 @@ def _dense_mlp(view: Any, w: Any, x: Tensor) -> Tensor:
 
 
 def _moe(view: Any, lw: Any, x: Tensor) -> Tensor:
-    """Sparse MoE through the router: softmax, top-k (renormalised if the spec says so)."""
+    """Sparse MoE through the router: softmax, top-k (renormalised if the spec says so).
+
+    The rule of ``tl_embspace.adapters.families.MoELayout``, written out independently here.
+    """
     logits = x @ lw.W_router.float()
     b_router = getattr(lw, "b_router", None)
     if b_router is not None:
         logits = logits + b_router.float()
     probs = logits.softmax(-1)
-    top_p, top_e = probs.topk(view.spec.experts_per_token, dim=-1)
+    # A selection bias (Ernie-4.5) chooses the experts; the weights stay the probabilities.
+    select = getattr(lw, "router_selection_bias", None)
+    choice = probs if select is None else probs + select.float()
+    top_e = choice.topk(view.spec.experts_per_token, dim=-1).indices
+    top_p = probs.gather(-1, top_e)
     if view.spec.norm_topk_prob:
         top_p = top_p / top_p.sum(-1, keepdim=True)
     outs = torch.stack([_dense_mlp(view, e, x) for e in lw.experts], dim=-2)  # [..., E, d]

@@ -530,6 +530,9 @@ def hooked(name: str, processed: bool = False) -> Any:
 
     d = hf_dir(name)
     cfg_dict = loading.convert_hf_model_config(d)
+    # Some converters pin bfloat16 (Mixtral); the bridge runs the same weights in float32, and
+    # the two views are compared weight for weight.
+    cfg_dict["dtype"] = torch.float32
     fields = HookedTransformerConfig.__dataclass_fields__
     cfg = HookedTransformerConfig(**{k: v for k, v in cfg_dict.items() if k in fields})
     encoder = name.startswith("Bert")

@@ -8,15 +8,23 @@ for GQA models; we expand them once, in ``make_layer``.
 from dataclasses import replace
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..errors import UnsupportedModelError
-from ._common import accept, build_spec
-from .families import Family
+from ._common import accept, build_spec, moe_spec, mup_spec
+from .families import Family, MoELayout
 from .hooks import HookNames, bridge_hook_names
 from .spec import ModelFacts, ModelSpec
 from .view import WeightView
-from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
+from .weights import (
+    GlobalWeights,
+    LayerWeights,
+    MLPWeights,
+    copy_tensor,
+    make_layer,
+    mlp_fields,
+)
 
 
 def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
@@ -32,6 +40,113 @@ def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
     return weight, bias
 
 
+def _unwrap(module: Any) -> Any:
+    """The Hugging Face module under any bridge wrappers (which own no weights of their own)."""
+    while isinstance(getattr(module, "original_component", None), torch.nn.Module):
+        module = module.original_component
+    return module
+
+
+def _is_sparse(mlp: Any) -> bool:
+    """True for a bridged sparse-MoE block (an interleaved stack's dense layers bind dense)."""
+    return mlp is not None and type(mlp).__name__ == "MoEBridge" and not mlp.bound_dense
+
+
+def _linear_mlp(module: Any, gated: bool) -> MLPWeights:
+    """A Hugging Face ``gate_proj``/``up_proj``/``down_proj`` MLP in TransformerLens layout.
+
+    Raises:
+        UnsupportedModelError: When the gate has a bias (``MLPWeights`` carries none).
+    """
+    if gated and module.gate_proj.bias is not None:
+        raise UnsupportedModelError(
+            f"{type(module).__name__}: a shared expert whose gate_proj has a bias is not supported"
+        )
+    return MLPWeights(
+        W_in=copy_tensor(module.up_proj.weight.T),
+        W_gate=copy_tensor(module.gate_proj.weight.T) if gated else None,
+        W_out=copy_tensor(module.down_proj.weight.T),
+        b_in=copy_tensor(module.up_proj.bias),
+        b_out=copy_tensor(module.down_proj.bias),
+    )
+
+
+def _moe_fields(mlp: Any, layout: MoELayout, s: ModelSpec, layer: int) -> dict[str, Any]:
+    """Experts, router, selection bias and shared expert of one bridged sparse-MoE block.
+
+    Raises:
+        UnsupportedModelError: When the block's tensors are not laid out as ``layout`` says
+            (transposed or biased expert stacks, unexpected shapes).
+    """
+    block = _unwrap(mlp)
+    where = f"{s.architecture}: blocks[{layer}].mlp"
+    router = _unwrap(getattr(block, layout.router))
+    experts = _unwrap(getattr(block, layout.experts))
+    if getattr(experts, "is_transposed", False) or getattr(experts, "has_bias", False):
+        raise UnsupportedModelError(
+            f"{where}: transposed or biased expert stacks are not supported (is_transposed, "
+            "has_bias); this architecture's expert layout is not verified"
+        )
+    E, m, d = s.n_experts, s.d_mlp, s.d_model
+    shapes = {
+        "gate_up_proj": (experts.gate_up_proj, (E, 2 * m, d)),
+        "down_proj": (experts.down_proj, (E, d, m)),
+        "router weight": (router.weight, (E, d)),
+    }
+    for name, (t, shape) in shapes.items():
+        if tuple(t.shape) != shape:
+            raise UnsupportedModelError(
+                f"{where}: {name} has shape {tuple(t.shape)}, expected {shape} from the config "
+                f"(n_experts={E}, expert d_mlp={m}, d_model={d}); this layout is not supported"
+            )
+    gate_up, down = experts.gate_up_proj.detach(), experts.down_proj.detach()
+    out: dict[str, Any] = dict(
+        experts=tuple(
+            MLPWeights(
+                # gate_up_proj stacks the gate rows first, then the up (W_in) rows.
+                W_in=copy_tensor(gate_up[e, m:].T),
+                W_gate=copy_tensor(gate_up[e, :m].T),
+                W_out=copy_tensor(down[e].T),
+            )
+            for e in range(E)
+        ),
+        W_router=router.weight.T,
+    )
+    if layout.selection_bias is not None:
+        bias = router
+        for part in layout.selection_bias.split("."):
+            bias = _unwrap(getattr(bias, part))
+        out["router_selection_bias"] = bias.reshape(-1)
+    if layout.shared_expert is not None:
+        shared = _unwrap(getattr(block, layout.shared_expert))
+        out["shared_expert"] = _linear_mlp(shared, s.gated_mlp)
+    if layout.shared_gate is not None:
+        out["W_shared_gate"] = _unwrap(getattr(block, layout.shared_gate)).weight.T
+    return out
+
+
+def _residual_scaled(
+    attn: dict[str, Any], mlp: dict[str, Any], r: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the sublayers write, times the residual multiplier (Granite's muP).
+
+    The view's written weights are then what the residual receives.
+    """
+
+    def scale(t: Any) -> Any:
+        return None if t is None else t.detach() * r
+
+    def scale_mlp(e: MLPWeights | None) -> MLPWeights | None:
+        return None if e is None else replace(e, W_out=scale(e.W_out), b_out=scale(e.b_out))
+
+    mlp = dict(mlp, W_out=scale(mlp["W_out"]), b_out=scale(mlp["b_out"]))
+    if mlp.get("experts") is not None:
+        mlp["experts"] = tuple(scale_mlp(e) for e in mlp["experts"])
+    if mlp.get("shared_expert") is not None:
+        mlp["shared_expert"] = scale_mlp(mlp["shared_expert"])
+    return {k: scale(v) for k, v in attn.items()}, mlp
+
+
 class BridgeView(WeightView):
     """Read-only weights of a ``TransformerBridge``."""
 
@@ -45,6 +160,15 @@ class BridgeView(WeightView):
         # The bridge boots with raw Hugging Face weights; enable_compatibility_mode() (or
         # process_weights()) folds and centres them in place and records it in this flag.
         processed = bool(model._weights_processed)
+        moe: dict[str, Any] = {}
+        if family.moe is not None:
+            sparse = tuple(
+                i for i, b in enumerate(model.blocks) if _is_sparse(b._modules.get("mlp"))
+            )
+            moe = moe_spec(family, cfg, getattr(model.original_model, "config", None), sparse)
+        moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
+        # Granite's logits_scaling comes with its muP multipliers; Cohere's logit_scale alone.
+        moe.setdefault("logit_scale", _logit_scale(model, family, architecture))
         spec = build_spec(
             model,
             cfg,
@@ -55,8 +179,8 @@ class BridgeView(WeightView):
             ln_folded=processed and not is_encoder and _tl_folds_norms(model),
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-            logit_scale=_logit_scale(model, family, architecture),
             qkv_clip=_qkv_clip(model),
+            **moe,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -180,20 +304,31 @@ class BridgeView(WeightView):
         if s.qk_norm:
             q_norm_w = _qk_gain(s, "q", self._gain(_norm(attn.q_norm, "RMS")[0]), layer)
             k_norm_w = _qk_gain(s, "k", self._gain(_norm(attn.k_norm, "RMS")[0]), layer)
+        mlp_part: dict[str, Any]
+        if layer in s.moe_layers and self._family.moe is not None:
+            mlp_part = dict(**mlp_fields(None, False), b_gate=None)
+            mlp_part.update(_moe_fields(mlp, self._family.moe, s, layer))
+        else:
+            mlp_part = dict(
+                **mlp_fields(mlp, s.gated_mlp),
+                # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds
+                # a LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
+                b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
+            )
+        written: dict[str, Any] = dict(W_O=attn.W_O, b_O=attn.b_O)
+        if s.residual_multiplier != 1.0:
+            written, mlp_part = _residual_scaled(written, mlp_part, s.residual_multiplier)
         return make_layer(
             layer,
             W_Q=attn.W_Q,
             W_K_grouped=attn.W_K,
             W_V_grouped=attn.W_V,
-            W_O=attn.W_O,
             b_Q=attn.b_Q,
             b_K_grouped=attn.b_K,
             b_V_grouped=attn.b_V,
-            b_O=attn.b_O,
-            **mlp_fields(mlp, s.gated_mlp),
-            # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds a
-            # LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
-            b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
+            W_O=written["W_O"],
+            b_O=written["b_O"],
+            **mlp_part,
             ln1_w=ln1_w,
             ln1_b=ln1_b,
             ln2_w=ln2_w,

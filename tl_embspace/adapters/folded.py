@@ -180,10 +180,20 @@ class FoldedView(WeightView):
         W_gate, b_gate = read(f["W_gate"], mlp_ln_w, mlp_ln_b, f["b_gate"], False)
         W_O: Tensor = f["W_O"]
         b_O, W_out, b_out = f["b_O"], f["W_out"], f["b_out"]
-        experts, W_router = None, None
+        experts, W_router, shared, W_shared_gate = None, None, None, None
         if lw.experts is not None:
+            if mlp_ln_b is not None:
+                # A LayerNorm bias would reach the router and the gates as biases the view does
+                # not carry; no sparse-MoE family read here has one.
+                raise UnsupportedModelError(
+                    f"cannot fold layer {layer} of {self.spec.model_name}: a sparse-MoE layer "
+                    "after a LayerNorm with a bias is not supported; use the raw weights"
+                )
             experts = tuple(self._fold_expert(e, mlp_ln_w, mlp_ln_b, read) for e in lw.experts)
             W_router, _ = read(f["W_router"], mlp_ln_w, mlp_ln_b, None)
+            if lw.shared_expert is not None:
+                shared = self._fold_expert(lw.shared_expert, mlp_ln_w, mlp_ln_b, read)
+            W_shared_gate, _ = read(f["W_shared_gate"], mlp_ln_w, mlp_ln_b, None)
         if self._fold_value_biases and b_Vg is not None:
             # Attention patterns sum to one, so each head adds b_V @ W_O whatever it attends to.
             b_V = expand_kv(b_Vg, W_Q.shape[0])
@@ -226,6 +236,9 @@ class FoldedView(WeightView):
             ln2_post_w=f["ln2_post_w"],
             experts=experts,
             W_router=W_router,
+            router_selection_bias=f["router_selection_bias"],
+            shared_expert=shared,
+            W_shared_gate=W_shared_gate,
         )
 
     def _fold_expert(

@@ -5,12 +5,19 @@ from typing import Any
 import torch
 
 from ..errors import UnsupportedModelError
-from ._common import accept, build_spec
+from ._common import accept, build_spec, moe_spec
 from .families import Family
 from .hooks import HookNames, hooked_encoder_hook_names, hooked_transformer_hook_names
 from .spec import ModelFacts
 from .view import WeightView
-from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
+from .weights import (
+    GlobalWeights,
+    LayerWeights,
+    MLPWeights,
+    copy_tensor,
+    make_layer,
+    mlp_fields,
+)
 
 
 def _accept_hooked(cfg: Any, architecture: str) -> Family:
@@ -22,13 +29,14 @@ def _accept_hooked(cfg: Any, architecture: str) -> Family:
         family.embed_scale_sqrt_d_model,
         family.logit_scale,
         family.embed_norm_without_weight,
+        family.mup_multipliers,
     )
     if any(bridge_only):
         raise UnsupportedModelError(
             f"architecture={architecture!r} (family {family.name!r}) is not supported on "
-            "HookedTransformer: its norm offsets, embedding scale or norm, post-sublayer norms "
-            "and logit scale are read and verified on the TransformerBridge only; load it with "
-            "TransformerBridge"
+            "HookedTransformer: its norm offsets, embedding scale or norm, muP multipliers, "
+            "post-sublayer norms and logit scale are read and verified on the TransformerBridge "
+            "only; load it with TransformerBridge"
         )
     return family
 
@@ -51,6 +59,13 @@ class HookedTransformerView(WeightView):
         family = _accept_hooked(cfg, architecture)
         self._model = model
         processed = cfg.normalization_type in ("LNPre", "RMSPre")
+        # TransformerLens 3.x's MoE (Mixtral, OLMoE) is sparse on every layer, no shared expert.
+        moe = moe_spec(family, cfg, None, tuple(range(cfg.n_layers))) if family.moe else {}
+        if family.moe is not None and family.moe.shared_expert is not None:
+            raise UnsupportedModelError(
+                f"architecture={architecture!r}: HookedTransformer has no shared expert; load "
+                "it with TransformerBridge"
+            )
         spec = build_spec(
             model,
             cfg,
@@ -63,6 +78,7 @@ class HookedTransformerView(WeightView):
             # HookedTransformer keeps a separate W_U even for tied checkpoints; equal raw weights
             # is what "tied" means. Processing changes W_U, so declare it when loading processed.
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
+            **moe,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
 
@@ -100,6 +116,21 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     # norm into it).
     ln2_w, ln2_b = _norm_params(block.ln2, cfg.normalization_type) if has_mlp else (None, None)
     mlp = block.mlp if has_mlp else None
+    moe: dict[str, Any] = {}
+    if mlp is not None and getattr(cfg, "num_experts", None):
+        # TransformerLens's MoE: experts are nn.Linear (weight [out, in]), router W_gate too.
+        moe = dict(
+            experts=tuple(
+                MLPWeights(
+                    W_in=copy_tensor(e.W_in.weight.T),
+                    W_gate=copy_tensor(e.W_gate.weight.T),
+                    W_out=copy_tensor(e.W_out.weight.T),
+                )
+                for e in mlp.experts
+            ),
+            W_router=mlp.W_gate.weight.T,
+        )
+        mlp = None
     q_norm_w = k_norm_w = None
     if getattr(cfg, "use_qk_norm", False):
         q_norm_w, k_norm_w = attn.q_norm.w, attn.k_norm.w
@@ -114,6 +145,7 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
         b_V_grouped=b_V,
         b_O=attn.b_O,
         **mlp_fields(mlp, cfg.gated_mlp),
+        **moe,
         ln1_w=ln1_w,
         ln1_b=ln1_b,
         ln2_w=ln2_w,

@@ -80,15 +80,30 @@ class ModelSpec:
         attn_softcap: Attention-logit soft-cap ``c`` (scores become ``c * tanh(s / c)``), or None.
         final_softcap: Final-logit soft-cap, or None. Projection scores are *pre-cap*: capping
             is monotone, so the top-k order of one logit vector is unchanged.
-        logit_scale: The model multiplies its logits by this after ``W_U`` and ``b_U``
-            (Cohere's ``config.logit_scale``; 1.0 elsewhere, and once folded into ``W_U``).
-            ``view.logits`` applies it; a positive factor leaves every ranking unchanged, so
-            projection scores through the raw ``W_U`` are scaled, not reordered.
         qkv_clip: The forward pass clamps queries, keys and values to ``[-c, c]`` after their
             projections (OLMo's ``clip_qkv``), or None. The view's weights are the unclipped
             linear maps; an activation beyond ``c`` is clipped by the model, not by them.
-        n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
+        n_experts: Experts per sparse-MoE layer (0 for dense MLPs). ``d_mlp`` is then one
+            expert's width (an interleaved stack's dense layers and a shared expert may be
+            wider: read their tensors' shapes in the view).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
+        norm_topk_prob: Sparse MoE: the top-k routing probabilities are renormalised to sum to
+            one (else they are the softmax over all experts, as selected).
+        moe_layers: Indices of the sparse-MoE layers (others are dense; Ernie-4.5 starts with
+            dense layers).
+        shared_expert: Sparse MoE: every MoE layer also runs a shared expert on every token.
+        residual_multiplier: Every sublayer's output is multiplied by this before the residual
+            add (Granite's muP ``residual_multiplier``). The view's written weights (``W_O``,
+            ``b_O``, ``W_out``, ``b_out``, every expert's ``W_out``) already include it, so they
+            are what the residual receives.
+        attn_scale: The attention-score scale when it is not ``1 / sqrt(d_head)`` (Granite's
+            ``attention_multiplier``), else None. QK scores are unscaled ``x W_Q W_Kᵀ yᵀ``; the
+            scale multiplies them all, so their order is unchanged.
+        logit_scale: The model multiplies its logits by this after ``W_U`` and ``b_U``
+            (Cohere's ``config.logit_scale``, Granite's ``1 / logits_scaling``; 1.0 elsewhere,
+            and once TransformerLens has folded it into ``W_U``). ``view.logits`` applies it;
+            a positive factor leaves every ranking unchanged, so projection scores through the
+            raw ``W_U`` are scaled, not reordered.
         attention_layers: Indices of the blocks that have attention.
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
@@ -133,10 +148,15 @@ class ModelSpec:
     embed_scale: float = 1.0
     attn_softcap: float | None = None
     final_softcap: float | None = None
-    logit_scale: float = 1.0
     qkv_clip: float | None = None
     n_experts: int = 0
     experts_per_token: int = 0
+    norm_topk_prob: bool = False
+    moe_layers: tuple[int, ...] = ()
+    shared_expert: bool = False
+    residual_multiplier: float = 1.0
+    attn_scale: float | None = None
+    logit_scale: float = 1.0
     attention_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False

@@ -168,13 +168,14 @@ class WeightView(ABC):
     def logits(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
         """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
 
-        Cohere's ``logit_scale`` (``spec.logit_scale``) multiplies the logits before any cap.
-        With a final-logit soft-cap (Gemma-2) the capped logits are returned, as the model
-        returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
+        A logit scale (Cohere's ``logit_scale``, Granite's ``1 / logits_scaling``;
+        ``spec.logit_scale``) multiplies the logits before any cap. With a final-logit soft-cap
+        (Gemma-2) the capped logits are returned, as the model returns them; projection scores
+        elsewhere are unscaled and pre-cap (see ``ModelSpec``).
         """
         out = self.final_norm(resid) @ self.W_U.float()
         out = out if self.b_U is None else out + self.b_U.float()
-        if self.spec.logit_scale != 1.0:  # Cohere: logits times config.logit_scale
+        if self.spec.logit_scale != 1.0:
             out = out * self.spec.logit_scale
         cap = self.spec.final_softcap
         return out if cap is None else cap * torch.tanh(out / cap)

@@ -75,9 +75,20 @@ class LayerWeights:
     # grouped ``[n_kv_heads, d_head]``, where the whole projection is (OLMo-2/3).
     q_norm_w: Float[Tensor, " d_head"] | Float[Tensor, "n_heads d_head"] | None = None
     k_norm_w: Float[Tensor, " d_head"] | Float[Tensor, "n_kv_heads d_head"] | None = None
-    # Sparse MoE: one MLP per expert and the router (logits = x @ W_router).
+    # Sparse MoE: one MLP per expert and the router (logits = x @ W_router); see
+    # families.MoELayout for the routing rule. A bias added to the router's probabilities for
+    # selection only (Ernie-4.5); an always-on shared expert, and its sigmoid gate
+    # (sigmoid(x @ W_shared_gate) scales the shared expert's output) where it has one.
     experts: tuple[MLPWeights, ...] | None = None
     W_router: Float[Tensor, "d_model n_experts"] | None = None
+    router_selection_bias: Float[Tensor, " n_experts"] | None = None
+    shared_expert: MLPWeights | None = None
+    W_shared_gate: Float[Tensor, "d_model 1"] | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a sparse mixture-of-experts layer (its MLPs are ``experts``)."""
+        return self.experts is not None
 
     @property
     def b_K(self) -> Float[Tensor, "n_heads d_head"] | None:
@@ -201,6 +212,7 @@ def make_layer(
     W_V_grouped: Tensor,
     W_O: Tensor,
     experts: tuple[MLPWeights, ...] | None = None,
+    shared_expert: MLPWeights | None = None,
     **rest: Any,
 ) -> LayerWeights:
     """Build a LayerWeights from copies of the model's tensors, expanding K/V once here."""
@@ -216,6 +228,7 @@ def make_layer(
         W_K_grouped=W_Kg,
         W_V_grouped=W_Vg,
         experts=experts,
+        shared_expert=shared_expert,
         **copies,
     )
 

@@ -48,6 +48,48 @@ NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 
 
 @dataclass(frozen=True)
+class MoELayout:
+    """Where a sparse-MoE family keeps its router and experts, and how it routes.
+
+    Every family read here routes the same way, which the hook checks rebuild exactly: router
+    logits ``x @ W_router``, softmax over all experts, the top ``experts_per_token`` experts by
+    probability (by probability plus ``router_selection_bias`` where there is one: that bias
+    selects, it does not weight), their probabilities renormalised to sum to one when
+    ``norm_topk_prob``, each expert a gated MLP ``act(x W_gate) * (x W_in) @ W_out``; plus a shared
+    expert on every token, times ``sigmoid(x @ W_shared_gate)`` where it has a gate. A family
+    routing any other way (sigmoid scores, grouped top-k, attention experts) is refused.
+
+    Attributes:
+        router: Attribute of the Hugging Face MoE block holding the router (``weight
+            [n_experts, d_model]``).
+        experts: Attribute holding the experts' batched ``gate_up_proj [n_experts, 2 d_mlp,
+            d_model]`` (gate rows first) and ``down_proj [n_experts, d_model, d_mlp]``.
+        norm_topk_prob: True or False when the family fixes it; None: read from the Hugging Face
+            config's ``norm_topk_prob``.
+        expert_width: Hugging Face config key of one expert's width (``d_mlp``).
+        shared_expert: Attribute of an always-on shared expert (``gate_proj``/``up_proj``/
+            ``down_proj`` linears), or None.
+        shared_gate: Attribute of the shared expert's sigmoid gate (``Linear(d_model, 1)``), or
+            None.
+        selection_bias: Attribute path (from the router) of a bias added to the probabilities
+            for selection only (Ernie-4.5's ``moe_statics.e_score_correction_bias``), or None.
+        renorm_floor: Hugging Face config key of a floor on the renormalising sum (Ernie-4.5's
+            ``moe_norm_min``), or None. Top-k softmax probabilities sum to at least
+            ``experts_per_token / n_experts``, so a floor below that never acts; a larger one is
+            refused.
+    """
+
+    router: str = "gate"
+    experts: str = "experts"
+    norm_topk_prob: bool | None = None
+    expert_width: str = "intermediate_size"
+    shared_expert: str | None = None
+    shared_gate: str | None = None
+    selection_bias: str | None = None
+    renorm_floor: str | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     """One adapter family: the architectures it covers and the configuration it understands.
 
@@ -82,6 +124,10 @@ class Family:
         embed_norm_without_weight: A norm without weight or bias follows the token embedding
             (NanoChat's RMSNorm): the stream starts at ``norm(W_E[t])``, a positive multiple
             of ``W_E[t]``, so ``W_E`` stays the residual basis (``spec.embed_norm``).
+        moe: Sparse-MoE layout (router, experts, routing), or None for dense MLPs.
+        mup_multipliers: The model scales by muP multipliers from its Hugging Face config
+            (Granite: ``embedding_multiplier``, ``residual_multiplier``, ``attention_multiplier``,
+            ``logits_scaling``); see ``ModelSpec.residual_multiplier``.
         notes: What a projection means for this family (README table).
     """
 
@@ -99,6 +145,8 @@ class Family:
     embed_scale_sqrt_d_model: bool = False
     embed_norm_without_weight: bool = False
     logit_scale: bool = False
+    moe: MoELayout | None = None
+    mup_multipliers: bool = False
     notes: str = ""
 
 
@@ -192,8 +240,10 @@ from . import (  # noqa: E402, F401, I001
     cohere,
     gemma,
     glm,
+    granite,
     gpt2,
     llama,
+    moe,
     nanochat,
     native,
     nemotron,
@@ -207,6 +257,7 @@ __all__ = [
     "FAMILIES",
     "FEATURES",
     "Family",
+    "MoELayout",
     "REFUSED",
     "add",
     "check_config",

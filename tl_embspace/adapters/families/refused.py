@@ -16,14 +16,20 @@ refuse(
     "YoutuForCausalLM",
 )
 refuse(
-    "sparse mixture-of-experts MLPs have no single W_in/W_out (per-expert views not yet "
-    "verified against the forward pass)",
-    "MixtralForCausalLM",
-    "Qwen2MoeForCausalLM",
-    "Qwen3MoeForCausalLM",
+    "its q/k RMSNorms normalise the whole query/key projection, not each head (the families "
+    "that read q/k norms take per-head gains); its sparse MoE routing itself is the softmax "
+    "top-k the moe families read",
     "OlmoeForCausalLM",
-    "GraniteMoeForCausalLM",
-    "Ernie4_5_MoeForCausalLM",
+)
+refuse(
+    "post-sublayer-only norms (no norm before attention/MLP) and q/k RMSNorms over the whole "
+    "projection; its sparse MoE routing itself is the softmax top-k the moe families read",
+    "FlexOlmoForCausalLM",
+)
+refuse(
+    "mixture-of-attention: each token's query and output projections are routed among "
+    "attention experts (MoA), so a head has no single W_Q/W_O",
+    "JetMoeForCausalLM",
 )
 refuse(
     "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
@@ -43,10 +49,6 @@ refuse(
     "GraniteMoeHybridForCausalLM",
     "RwkvForCausalLM",
     "Lfm2ForCausalLM",
-)
-refuse(
-    "muP multipliers (embedding, residual, attention, logits) are not folded into the weights",
-    "GraniteForCausalLM",
 )
 refuse(
     "parallel block whose bridge cannot run its forward pass in TransformerLens 4.3 "
