@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnsupportedModelError
+from .families import FAMILIES
 from .hooks import HookNames
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, MLPWeights, expand_kv
@@ -90,10 +91,21 @@ class FoldedView(WeightView):
         flags += ["center_writing_weights"] if self._center_write else []
         flags += ["center_unembed"] if center_unembed else []
         flags += ["fold_value_biases"] if fold_value_biases else []
-        if base.spec.logit_scale != 1.0:
+        # TransformerLens folds Cohere's logit_scale into W_U (and b_U), so do we; Granite's
+        # logits_scaling is one of its muP multipliers, which TransformerLens leaves to the
+        # forward pass: it stays in the spec, applied by view.logits.
+        family = FAMILIES[spec.family] if spec.family in FAMILIES else None
+        self._fold_logit_scale = (
+            spec.logit_scale != 1.0 and family is not None and family.logit_scale
+        )
+        if self._fold_logit_scale:
             flags += ["logit_scale"]
         weights = f"folded({', '.join(flags)}) of {base.weights}"
-        folded_spec = replace(spec, ln_folded=True, logit_scale=1.0)
+        folded_spec = replace(
+            spec,
+            ln_folded=True,
+            logit_scale=1.0 if self._fold_logit_scale else spec.logit_scale,
+        )
         super().__init__(folded_spec, weights, base.tokenizer)
 
     @property
@@ -133,9 +145,7 @@ class FoldedView(WeightView):
             _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
         )
         b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
-        if self._base.spec.logit_scale != 1.0:
-            # TransformerLens folds Cohere's logit_scale into W_U (and b_U); so do we (this
-            # view's spec records 1.0).
+        if self._fold_logit_scale:
             scale = self._base.spec.logit_scale
             W_U, b_U = W_U * scale, None if b_U is None else b_U * scale
         if self._center_unembed:
