@@ -277,16 +277,21 @@ def shared_token_ids(a: EmbeddingSpace, b: EmbeddingSpace) -> tuple[Tensor, Tens
     return ids_a, ids_b
 
 
-def _vocabulary(
-    a: EmbeddingSpace, b: EmbeddingSpace, shared_tokens: bool
+def token_columns(
+    a: EmbeddingSpace, b: EmbeddingSpace, shared_tokens: bool, what: str = "align"
 ) -> tuple[Tensor | None, Tensor | None, int]:
-    """Token columns to use in each model (None: all) and how many there are."""
+    """Token columns to use in each model (None: all) and how many there are.
+
+    Raises:
+        VocabularyMismatchError: Different vocabularies without ``shared_tokens``, or fewer
+            than 2 shared tokens. ``what`` names the call to repeat with ``shared_tokens=True``.
+    """
     n_a, n_b = a.read.matrix.shape[1], b.read.matrix.shape[1]
     if shared_tokens:
         ids_a, ids_b = shared_token_ids(a, b)
         if len(ids_a) < 2:
             raise VocabularyMismatchError(
-                f"the two vocabularies share {len(ids_a)} token(s) by text; nothing to align over"
+                f"the two vocabularies share {len(ids_a)} token(s) by text; too few for {what}"
             )
         return ids_a, ids_b, len(ids_a)
     same = n_a == n_b and _known_strings(a, n_a, "A") == _known_strings(b, n_b, "B")
@@ -295,7 +300,7 @@ def _vocabulary(
         raise VocabularyMismatchError(
             f"the two models have different vocabularies ({n_a} and {n_b} tokens; "
             f"{len(ids_a)} token texts in common), so their embedding spaces do not line up; "
-            "align over the shared tokens with align(..., shared_tokens=True)"
+            f"use the shared tokens with {what}(..., shared_tokens=True)"
         )
     return None, None, n_a
 
@@ -490,7 +495,7 @@ def align(
     else:
         _check_space(sa, "A")
         _check_space(sb, "B")
-        ids_a, ids_b, n_tokens = _vocabulary(sa, sb, shared_tokens)
+        ids_a, ids_b, n_tokens = token_columns(sa, sb, shared_tokens)
         kernels = {side: _side_kernel(sa, sb, side, ids_a, ids_b) for side in ("read", "write")}
         provenance.update(
             items="shared tokens (by decoded text)" if shared_tokens else "vocabulary",
@@ -540,4 +545,5 @@ __all__ = [
     "head_similarity",
     "neuron_similarity",
     "shared_token_ids",
+    "token_columns",
 ]

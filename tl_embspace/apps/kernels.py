@@ -59,6 +59,38 @@ class CrossKernel:
     n_items: int
 
 
+def second_moments(
+    basis_a: Float[Tensor, "d_a n"],
+    basis_b: Float[Tensor, "d_b n"],
+    *,
+    chunk_size: int = _KERNEL_CHUNK,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Uncentred ``Σ_t a aᵀ``, ``Σ_t b bᵀ``, ``Σ_t a bᵀ``, ``Σ_t a``, ``Σ_t b`` (float64, CPU).
+
+    Accumulated over chunks of ``chunk_size`` columns, so memory is ``O(d * chunk_size)``.
+    """
+    if basis_b.shape[1] != basis_a.shape[1]:
+        raise InvalidArgumentError(
+            "the two bases must have the same tokens as columns, got "
+            f"{basis_a.shape[1]} and {basis_b.shape[1]}"
+        )
+    d_a, d_b = basis_a.shape[0], basis_b.shape[0]
+    S_a = torch.zeros(d_a, d_a, dtype=torch.float64)
+    S_b = torch.zeros(d_b, d_b, dtype=torch.float64)
+    S_ab = torch.zeros(d_a, d_b, dtype=torch.float64)
+    s_a = torch.zeros(d_a, dtype=torch.float64)
+    s_b = torch.zeros(d_b, dtype=torch.float64)
+    for start in range(0, basis_a.shape[1], chunk_size):
+        a = basis_a[:, start : start + chunk_size].double().cpu()
+        b = basis_b[:, start : start + chunk_size].double().cpu()
+        S_a += a @ a.T
+        S_b += b @ b.T
+        S_ab += a @ b.T
+        s_a += a.sum(1)
+        s_b += b.sum(1)
+    return S_a, S_b, S_ab, s_a, s_b
+
+
 def cross_kernel(
     basis_a: Float[Tensor, "d_a n"],
     basis_b: Float[Tensor, "d_b n"],
@@ -73,26 +105,9 @@ def cross_kernel(
         chunk_size: Vocabulary columns per step (memory is ``O(d * chunk_size)``).
     """
     n = basis_a.shape[1]
-    if basis_b.shape[1] != n:
-        raise InvalidArgumentError(
-            f"the two bases must have the same tokens as columns, got {n} and {basis_b.shape[1]}"
-        )
     if n < 2:
         raise InvalidArgumentError(f"correlations need at least 2 tokens, got {n}")
-    d_a, d_b = basis_a.shape[0], basis_b.shape[0]
-    S_a = torch.zeros(d_a, d_a, dtype=torch.float64)
-    S_b = torch.zeros(d_b, d_b, dtype=torch.float64)
-    S_ab = torch.zeros(d_a, d_b, dtype=torch.float64)
-    s_a = torch.zeros(d_a, dtype=torch.float64)
-    s_b = torch.zeros(d_b, dtype=torch.float64)
-    for start in range(0, n, chunk_size):
-        a = basis_a[:, start : start + chunk_size].double().cpu()
-        b = basis_b[:, start : start + chunk_size].double().cpu()
-        S_a += a @ a.T
-        S_b += b @ b.T
-        S_ab += a @ b.T
-        s_a += a.sum(1)
-        s_b += b.sum(1)
+    S_a, S_b, S_ab, s_a, s_b = second_moments(basis_a, basis_b, chunk_size=chunk_size)
     m_a, m_b = s_a / n, s_b / n
     return CrossKernel(
         K_a=S_a / n - torch.outer(m_a, m_a),
@@ -219,5 +234,6 @@ __all__ = [
     "prepare_b",
     "prepare_circuits_a",
     "prepare_circuits_b",
+    "second_moments",
     "squared_correlation_sum",
 ]
