@@ -17,15 +17,13 @@ Usage::
 
 import argparse
 import os
-import random
 import resource
 import time
 
 import torch
 
 import tl_embspace as te
-from tl_embspace.adapters import PermutedView, WeightView
-from tl_embspace.adapters.weights import LayerWeights, expand_kv
+from tl_embspace.adapters import NoisyView, PermutedView, WeightView
 
 
 def peak_rss_gib() -> float:
@@ -45,54 +43,6 @@ def reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-class NoisyView(WeightView):
-    """Every attention/MLP weight plus Gaussian noise of ``sigma`` times that tensor's std."""
-
-    def __init__(self, base: WeightView, sigma: float, seed: int = 0) -> None:
-        super().__init__(base.spec, f"noisy({base.weights})", base.tokenizer)
-        self._base, self._sigma, self._seed = base, sigma, seed
-
-    @property
-    def hook_names(self):  # noqa: D102 - never hooked
-        return self._base.hook_names
-
-    def _read_globals(self):
-        return self._base.globals
-
-    def _read_layer(self, layer: int) -> LayerWeights:
-        gen = torch.Generator().manual_seed(self._seed * 1000 + layer)
-        f = dict(self._base.layer(layer).__dict__)
-        for name in ("W_Q", "W_K_grouped", "W_V_grouped", "W_O", "W_in", "W_gate", "W_out"):
-            w = f[name]
-            if w is not None:
-                f[name] = w + self._sigma * w.std() * torch.randn(w.shape, generator=gen)
-        n_heads = f["W_Q"].shape[0]
-        f["W_K"], f["W_V"] = (
-            expand_kv(f["W_K_grouped"], n_heads),
-            expand_kv(f["W_V_grouped"], n_heads),
-        )
-        return LayerWeights(**f)
-
-
-def permuted(view: WeightView, seed: int) -> PermutedView:
-    """Every layer, head (within kv groups) and neuron order shuffled with ``seed``."""
-    rng = random.Random(seed)
-    s = view.spec
-    group = s.n_heads // s.n_kv_heads
-    heads = []
-    for _ in range(s.n_layers):
-        order = []
-        for g in rng.sample(range(s.n_kv_heads), s.n_kv_heads):
-            order += [g * group + h for h in rng.sample(range(group), group)]
-        heads.append(order)
-    return PermutedView(
-        view,
-        layers=rng.sample(range(s.n_layers), s.n_layers),
-        heads=heads,
-        neurons=[rng.sample(range(s.d_mlp), s.d_mlp) for _ in range(s.n_layers)],
-    )
 
 
 def explicit_estimate_gib(view: WeightView) -> dict[str, float]:
@@ -132,7 +82,7 @@ def main() -> None:
     rss_loaded = peak_rss_gib()
     reset = reset_peak()
 
-    copy = permuted(base, args.seed)
+    copy = PermutedView.shuffled(base, args.seed)
     other: WeightView = NoisyView(copy, args.noise) if args.noise else copy
     t1 = time.perf_counter()
     result = te.apps.align(base, other, space=args.space, aggregate=args.aggregate)

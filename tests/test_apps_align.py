@@ -7,15 +7,13 @@ of explicitly projected vectors on the tiny vocabularies (96 tokens), where that
 """
 
 import functools
-import random
 
 import numpy as np
 import pytest
 import torch
 
 from tl_embspace import EmbeddingSpace, adapt
-from tl_embspace.adapters import PermutedView, WeightView
-from tl_embspace.adapters.weights import LayerWeights
+from tl_embspace.adapters import NoisyView, PermutedView, WeightView
 from tl_embspace.apps import align, correlate, cross_kernel
 from tl_embspace.apps.align import CIRCUIT_GROUPS, VECTOR_GROUPS
 from tl_embspace.apps.kernels import circuit_cosines, prepare_circuits_a, prepare_circuits_b
@@ -37,45 +35,7 @@ def deep_view() -> WeightView:
 
 
 def permuted(view: WeightView, seed: int) -> PermutedView:
-    """A copy with every layer, head (within kv groups) and neuron order shuffled."""
-    rng = random.Random(seed)
-    spec = view.spec
-    layers = rng.sample(range(spec.n_layers), spec.n_layers)
-    group = spec.n_heads // spec.n_kv_heads
-    heads = []
-    for _ in range(spec.n_layers):
-        order = []
-        for g in rng.sample(range(spec.n_kv_heads), spec.n_kv_heads):
-            order += [g * group + h for h in rng.sample(range(group), group)]
-        heads.append(order)
-    neurons = [rng.sample(range(spec.d_mlp), spec.d_mlp) for _ in range(spec.n_layers)]
-    return PermutedView(view, layers=layers, heads=heads, neurons=neurons)
-
-
-class NoisyView(WeightView):
-    """Every layer weight plus Gaussian noise of ``sigma`` times that tensor's own std."""
-
-    def __init__(self, base: WeightView, sigma: float, seed: int = 0) -> None:
-        super().__init__(base.spec, f"noisy({base.weights})", base.tokenizer)
-        self._base, self._sigma, self._seed = base, sigma, seed
-
-    @property
-    def hook_names(self):
-        return self._base.hook_names
-
-    def _read_globals(self):
-        return self._base.globals
-
-    def _read_layer(self, layer):
-        gen = torch.Generator().manual_seed(self._seed * 1000 + layer)
-        f = dict(self._base.layer(layer).__dict__)
-        for name in ("W_Q", "W_K_grouped", "W_V_grouped", "W_O", "W_in", "W_gate", "W_out"):
-            w = f[name]
-            if w is not None:
-                f[name] = w + self._sigma * w.std() * torch.randn(w.shape, generator=gen)
-        f["W_K"] = f["W_K_grouped"].repeat_interleave(2, 0)
-        f["W_V"] = f["W_V_grouped"].repeat_interleave(2, 0)
-        return LayerWeights(**f)
+    return PermutedView.shuffled(view, seed)
 
 
 def _expected(perm: PermutedView):

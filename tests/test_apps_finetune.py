@@ -7,6 +7,8 @@ circuit's singular values must equal those of the dense d x d delta.
 """
 
 import functools
+import json
+import math
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ from tl_embspace import EmbeddingSpace, adapt
 from tl_embspace.adapters import WeightView
 from tl_embspace.adapters.weights import LayerWeights
 from tl_embspace.apps import finetune_diff, parameter_changes
+from tl_embspace.apps.finetune import _finite
 from tl_embspace.errors import InvalidArgumentError
 
 from . import tinymodels as tm
@@ -117,7 +120,8 @@ def test_outputs_and_options():
     data = diff.to_dict(k=2)
     assert data["changes"][0]["name"] in {"L1.W_out", "L1.W_in", "L0.W_O"}
     assert len(data["readings"]["L1.ff_value"][0]["top"]) == 2
-    assert diff.to_json().startswith("{")
+    assert json.loads(diff.to_json())["changes"][0]["relative"] > 0
+    assert _finite({"x": [math.inf, 1.0], "y": (math.nan,)}) == {"x": [None, 1.0], "y": [None]}
     assert [c.name for c in diff.changed(0.0)] == [c.name for c in diff.changes[:3]]
 
 

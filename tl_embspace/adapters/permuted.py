@@ -1,11 +1,13 @@
-"""``PermutedView``: a copy of a view's weights with layers, heads and MLP neurons reordered.
+"""Known-answer copies of a view: reordered (``PermutedView``) or perturbed (``NoisyView``).
 
 Reordering the heads of a layer or the neurons of an MLP leaves the model's function unchanged;
-reordering layers does not. Its use is as a known answer: aligning a model with a permuted copy
-of itself (``tl_embspace.apps.align``) must recover every permutation. Nothing is copied from the
-model until a layer is read, and the base view is never modified.
+reordering layers does not. Their use is as a known answer: aligning a model with a permuted copy
+of itself (``tl_embspace.apps.align``) must recover every permutation, and ``NoisyView`` says how
+much noise that survives. Nothing is copied from the model until a layer is read, and the base
+view is never modified.
 """
 
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -101,6 +103,28 @@ class PermutedView(WeightView):
             base.tokenizer,
         )
 
+    @classmethod
+    def shuffled(cls, base: WeightView, seed: int) -> "PermutedView":
+        """A copy with every layer, head and MLP-neuron order shuffled (seeded).
+
+        Heads move as whole key/value groups, then within their group, so grouped-query models
+        stay consistent. Uses ``random.Random(seed)``.
+        """
+        rng = random.Random(seed)
+        s = base.spec
+        group = s.n_heads // s.n_kv_heads
+        heads = []
+        for _ in range(s.n_layers):
+            order: list[int] = []
+            for g in rng.sample(range(s.n_kv_heads), s.n_kv_heads):
+                order += [g * group + h for h in rng.sample(range(group), group)]
+            heads.append(order)
+        layers = rng.sample(range(s.n_layers), s.n_layers)
+        neurons = None
+        if s.d_mlp and s.n_experts == 0:
+            neurons = [rng.sample(range(s.d_mlp), s.d_mlp) for _ in range(s.n_layers)]
+        return cls(base, layers=layers, heads=heads, neurons=neurons)
+
     def expected_matches(
         self,
     ) -> tuple[list[int], dict[int, list[int]], dict[int, list[int]] | None]:
@@ -166,4 +190,51 @@ class PermutedView(WeightView):
         return LayerWeights(**f)
 
 
-__all__ = ["PermutedView"]
+class NoisyView(WeightView):
+    """Every attention and MLP weight plus seeded Gaussian noise of ``sigma`` times its own std.
+
+    Args:
+        base: The view to perturb (not modified).
+        sigma: Noise level relative to each weight tensor's standard deviation (per layer).
+        seed: Seed of the noise (layer ``l`` uses ``seed * 1000 + l``).
+    """
+
+    _NOISY = ("W_Q", "W_K_grouped", "W_V_grouped", "W_O", "W_in", "W_gate", "W_out")
+
+    def __init__(self, base: WeightView, sigma: float, seed: int = 0) -> None:
+        if not sigma >= 0:
+            raise InvalidArgumentError(f"sigma must be >= 0, got {sigma!r}")
+        self._base, self.sigma, self.seed = base, float(sigma), seed
+        spec = base.spec
+        super().__init__(
+            replace(spec, model_name=f"noisy({spec.model_name}, sigma={sigma:g})"),
+            f"noisy({base.weights}, sigma={sigma:g}, seed={seed})",
+            base.tokenizer,
+        )
+
+    @property
+    def hook_names(self) -> HookNames:
+        """Refused: no model runs these weights."""
+        raise UnsupportedModelError(
+            "a NoisyView has no model to hook: its weights are perturbed copies; "
+            "hook the base model instead"
+        )
+
+    def _read_globals(self) -> GlobalWeights:
+        return self._base.globals
+
+    def _read_layer(self, layer: int) -> LayerWeights:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + layer)
+        f: dict[str, Any] = dict(self._base.layer(layer).__dict__)
+        for name in self._NOISY:
+            w = f[name]
+            if w is not None:
+                noise = torch.randn(w.shape, generator=gen, dtype=torch.float32)
+                f[name] = w + (self.sigma * w.float().std() * noise).to(w.dtype)
+        n_heads = f["W_Q"].shape[0]
+        f["W_K"] = expand_kv(f["W_K_grouped"], n_heads)
+        f["W_V"] = expand_kv(f["W_V_grouped"], n_heads)
+        return LayerWeights(**f)
+
+
+__all__ = ["NoisyView", "PermutedView"]

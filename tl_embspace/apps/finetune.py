@@ -126,12 +126,19 @@ class FinetuneDiff:
         }
 
     def to_json(self, k: int = 10) -> str:
-        """:meth:`to_dict` as a JSON string (an unchanged-from-zero parameter's ``inf`` as null)."""
-        data = self.to_dict(k)
-        for c in data["changes"]:
-            if math.isinf(c["relative"]):
-                c["relative"] = None
-        return json.dumps(data)
+        """:meth:`to_dict` as strict JSON (an infinite relative change, from zero, is null)."""
+        return json.dumps(_finite(self.to_dict(k)), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no inf)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _check_compatible(tuned: WeightView, base: WeightView) -> None:
