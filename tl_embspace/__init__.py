@@ -12,6 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import apps
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .atlas import Atlas
 from .errors import (
@@ -114,6 +115,7 @@ __all__ = [
     "PairProjection",
     "Provenance",
     "Atlas",
+    "apps",
     "EmbSpaceError",
     "UnsupportedModelError",
     "MissingWeightError",

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import UnsupportedModelError
 from .folded import FoldedView
 from .hooks import HookNames
+from .permuted import NoisyView, PermutedView
 from .spec import ModelFacts, ModelSpec
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, MLPWeights
@@ -69,5 +70,7 @@ __all__ = [
     "MLPWeights",
     "ModelFacts",
     "ModelSpec",
+    "NoisyView",
+    "PermutedView",
     "WeightView",
 ]
