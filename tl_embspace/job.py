@@ -159,7 +159,7 @@ def interpret_model(
     writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
     view = adapt(model)
     if weights == "auto":
-        weights = "folded" if view.spec.norm_placement == "pre" else "raw"
+        weights = "raw" if view.spec.residual_normalised_in_place else "folded"
     if weights == "folded":
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)

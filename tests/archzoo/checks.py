@@ -6,10 +6,14 @@ layer's normalised attention input, attention pattern and attention output, the 
 input and MLP output, the final residual and the logits. It then rebuilds, in float32, from the
 VIEW's weights only:
 
-* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the
+* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` (values clamped
+  to ``[-c, c]`` where ``spec.qkv_clip`` says the model does) with ``x`` the
   sublayer's input (the hooked tensor, times the view's own norm weight plus bias where
   ``names.norm_for`` says the hook fires before them, so norm gains are checked too; query head
-  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
+  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``); where the
+  view has post-sublayer norm gains, the rebuilt output RMS-normalised and times the gain
+  must also equal what the residual gains around the sublayer (``resid_mid - resid_pre``, and
+  ``resid_post - resid_mid`` for the MLP);
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
   before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
@@ -173,12 +177,17 @@ def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: 
     v = torch.einsum("bpd,hde->bphe", x, lw.W_V.float())
     if lw.b_V is not None:
         v = v + lw.b_V.float()
+    clip = getattr(view.spec, "qkv_clip", None)
+    if clip is not None:  # OLMo's clip_qkv: the model clamps values after the projection
+        v = v.clamp(-clip, clip)
     z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
     out = torch.einsum("bqhe,hem->bqm", z, lw.W_O.float())
     if lw.b_O is not None:
         out = out + lw.b_O.float()
     dev = deviation(out, cache[_at(names, "attn_out", layer)])
-    return "" if dev <= RTOL else f"layer {layer}: attention output off by {dev:.2e}"
+    if dev > RTOL:
+        return f"layer {layer}: attention output off by {dev:.2e}"
+    return _post_norm(view, lw.ln1_post_w, out, cache, names, ("resid_pre", "resid_mid"), layer)
 
 
 def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
@@ -256,7 +265,41 @@ def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -
     x = _normed(names, "mlp_in", lw, cache[_at(names, "mlp_in", layer)])
     out = _moe(view, lw, x) if _is_moe(lw) else _dense_mlp(view, lw, x)
     dev = deviation(out, cache[_at(names, "mlp_out", layer)])
-    return "" if dev <= RTOL else f"layer {layer}: MLP output off by {dev:.2e}"
+    if dev > RTOL:
+        return f"layer {layer}: MLP output off by {dev:.2e}"
+    post = getattr(lw, "ln2_post_w", None)
+    return _post_norm(view, post, out, cache, names, ("resid_mid", "resid_post"), layer)
+
+
+def _post_norm(
+    view: Any,
+    gain: Tensor | None,
+    out: Tensor,
+    cache: dict[str, Tensor],
+    names: Any,
+    around: tuple[str, str],
+    layer: int,
+) -> str:
+    """'' when the sublayer's rebuilt output, through its post-norm, is what the residual gains.
+
+    Models with post-sublayer norms (Gemma-2/3, OLMo-2, GLM-4) add
+    ``rms_normalise(out) * gain`` to the residual: that must equal the hooked difference of the
+    residual around the sublayer (``around``: before and after hooks), so the view's post-norm
+    gains (``ln1_post_w``/``ln2_post_w``, offsets included) are checked against the forward
+    pass too. Nothing to check (``''``) without a gain.
+    """
+    if gain is None:
+        return ""
+    before, after = (_at(names, f, layer) for f in around)
+    if before not in cache or after not in cache:
+        return (
+            f"layer {layer}: post-norm gain unchecked: the adapter names no "
+            f"{' / '.join(around)} hooks"
+        )
+    expected = cache[after] - cache[before]
+    written = out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + view.spec.eps) * gain.float()
+    dev = deviation(written, expected)
+    return "" if dev <= RTOL else f"layer {layer}: post-norm output off by {dev:.2e}"
 
 
 def _is_moe(lw: Any) -> bool:
@@ -440,6 +483,13 @@ def _unfolded_norms(view: Any) -> str:
             b = getattr(lw, k)
             if b is not None and b.abs().max().item() > 0:
                 found.append(f"{k}[{layer}]")
+    g = view.globals
+    if g.ln_final_w is not None and not torch.allclose(
+        g.ln_final_w.float(), torch.ones_like(g.ln_final_w.float())
+    ):
+        found.append("ln_final_w")
+    if g.ln_final_b is not None and g.ln_final_b.abs().max().item() > 0:
+        found.append("ln_final_b")
     return ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
 
 
@@ -463,7 +513,9 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         names = hook_names(view)
         wanted = {
             _at(names, f, layer)
-            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out") + _qk_fields(names)
+            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
+            + ("resid_pre", "resid_mid", "resid_post")
+            + _qk_fields(names)
             for layer in range(view.spec.n_layers)
         } | {_at(names, "final_resid")}
         wanted.discard(None)

@@ -9,10 +9,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..errors import UnsupportedModelError
 from ._common import accept, build_spec, moe_spec, mup_spec
-from .families import MoELayout
+from .families import Family, MoELayout
 from .hooks import HookNames, bridge_hook_names
 from .spec import ModelFacts, ModelSpec
 from .view import WeightView
@@ -166,6 +167,8 @@ class BridgeView(WeightView):
             )
             moe = moe_spec(family, cfg, getattr(model.original_model, "config", None), sparse)
         moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
+        # Granite's logits_scaling comes with its muP multipliers; Cohere's logit_scale alone.
+        moe.setdefault("logit_scale", _logit_scale(model, family, architecture))
         spec = build_spec(
             model,
             cfg,
@@ -173,9 +176,10 @@ class BridgeView(WeightView):
             facts,
             backend="TransformerBridge",
             architecture=architecture,
-            ln_folded=processed and not is_encoder,
+            ln_folded=processed and not is_encoder and _tl_folds_norms(model),
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
+            qkv_clip=_qkv_clip(model),
             **moe,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
@@ -188,12 +192,16 @@ class BridgeView(WeightView):
         if self._family.shared_norm:
             # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
+        if self._family.norm_placement == "sublayer":
+            names = _sublayer_norm_hook_names(names)
         if self._family.post_norms:
             # The sublayers' own outputs, before their post-norms (the block aliases fire after).
+            # resid_mid: what attention adds, after its post-norm, is resid_mid - resid_pre.
             names = replace(
                 names,
                 attn_out="blocks.{layer}.attn.hook_out",
                 mlp_out="blocks.{layer}.mlp.hook_out",
+                resid_mid="blocks.{layer}.hook_resid_mid",
             )
         return names
 
@@ -226,7 +234,9 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
-            posts = {n for n in ("ln1_post", "ln2_post") if n in block._modules}
+            block_norms = _block_norms(block, self._family)
+            _check_pre_norms(s, self._family, block_norms, layer)
+            posts = {n for n in ("ln1_post", "ln2_post") if n in block_norms}
             if posts != ({"ln1_post", "ln2_post"} if self._family.post_norms else set()):
                 raise UnsupportedModelError(
                     f"{s.architecture}: blocks[{layer}] has post-sublayer norms {sorted(posts)} "
@@ -272,17 +282,18 @@ class BridgeView(WeightView):
         s = self.spec
         block = self._model.blocks[layer]
         attn, mlp = block.attn, block._modules.get("mlp")
-        ln1_w, ln1_b = _norm(block.ln1, s.norm_type)
-        ln2_w, ln2_b = _norm(block._modules.get("ln2"), s.norm_type)
+        block_norms = _block_norms(block, self._family)
+        ln1_w, ln1_b = _norm(block_norms.get("ln1"), s.norm_type)
+        ln2_w, ln2_b = _norm(block_norms.get("ln2"), s.norm_type)
         ln1_w, ln2_w = self._gain(ln1_w), self._gain(ln2_w)
         post = dict(ln1_post_w=None, ln2_post_w=None)
         if self._family.post_norms:
             post = {
-                f"{n}_w": self._gain(_norm(block._modules[n], s.norm_type)[0])
+                f"{n}_w": self._gain(_norm(block_norms[n], s.norm_type)[0])
                 for n in ("ln1_post", "ln2_post")
             }
         if self._family.shared_norm:
-            if "ln2" in block._modules:
+            if "ln2" in block_norms:
                 raise UnsupportedModelError(
                     f"{s.architecture}: family {s.family!r} declares one shared norm per block "
                     f"but blocks[{layer}] has an ln2"
@@ -291,8 +302,8 @@ class BridgeView(WeightView):
             ln2_w, ln2_b = ln1_w, ln1_b
         q_norm_w = k_norm_w = None
         if s.qk_norm:
-            q_norm_w = self._gain(attn.q_norm.weight)
-            k_norm_w = self._gain(attn.k_norm.weight)
+            q_norm_w = _qk_gain(s, "q", self._gain(_norm(attn.q_norm, "RMS")[0]), layer)
+            k_norm_w = _qk_gain(s, "k", self._gain(_norm(attn.k_norm, "RMS")[0]), layer)
         mlp_part: dict[str, Any]
         if layer in s.moe_layers and self._family.moe is not None:
             mlp_part = dict(**mlp_fields(None, False), b_gate=None)
@@ -333,3 +344,123 @@ class BridgeView(WeightView):
         if w is None or not self.spec.norm_offset:
             return w
         return w.detach() + self.spec.norm_offset
+
+
+def _logit_scale(model: Any, family: Family, architecture: str) -> float:
+    """The factor the model still multiplies its logits by after ``W_U`` (Cohere), else 1.0.
+
+    Read from the Hugging Face model's own ``logit_scale`` attribute, the one its forward pass
+    uses: TransformerLens's processing folds the scale into ``W_U`` and sets it to 1.0 there.
+
+    Raises:
+        UnsupportedModelError: For a scale that is not a positive number (a negative one would
+            reverse every ranking read through ``W_U``).
+    """
+    if not family.logit_scale:
+        return 1.0
+    value = getattr(model.original_model, "logit_scale", None)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r}: logit_scale={value!r} is not a positive number, "
+            "so projections through W_U would not rank tokens as the model's logits do"
+        )
+    return float(value)
+
+
+def _qkv_clip(model: Any) -> float | None:
+    """The clamp the model applies to q, k and v after their projections (OLMo), or None."""
+    value = getattr(getattr(model.original_model, "config", None), "clip_qkv", None)
+    return None if value is None else float(value)
+
+
+def _tl_folds_norms(model: Any) -> bool:
+    """Whether TransformerLens's processing folds this bridge's norms (``fold_ln``).
+
+    Adapters whose norms cannot be folded weight-preservingly (OLMo-2's post-sublayer norms,
+    GLM, Phi-3) declare ``supports_fold_ln = False``; their processed weights keep every norm
+    weight, the final norm's included.
+    """
+    return bool(getattr(getattr(model, "adapter", None), "supports_fold_ln", True))
+
+
+def _sublayer_norm_hook_names(names: HookNames) -> HookNames:
+    """Hook names of a model without pre-sublayer norms (OLMo-2): sublayers read the residual.
+
+    Attention reads ``hook_resid_pre`` and the MLP ``hook_resid_mid`` as they are (no norm
+    weights to apply, so ``norm_after`` is empty).
+    """
+    return replace(
+        names,
+        attn_in="blocks.{layer}.hook_resid_pre",
+        mlp_in="blocks.{layer}.hook_resid_mid",
+        norm_after=(),
+    )
+
+
+# The Hugging Face modules of a "sublayer" family's post-sublayer norms (OLMo-2/3, EXAONE-4).
+_HF_POST_NORMS = {"ln1": "post_attention_layernorm", "ln2": "post_feedforward_layernorm"}
+
+
+def _block_norms(block: Any, family: Family) -> dict[str, Any]:
+    """A block's norms by role: ``ln1``/``ln2`` (before a sublayer), ``ln1_post``/``ln2_post``.
+
+    TransformerLens 4.x names OLMo-2's post-sublayer norms ``ln1_post``/``ln2_post``; 3.x names
+    them ``ln1``/``ln2`` although nothing normalises before the sublayers. For a "sublayer"
+    family, ``ln1``/``ln2`` that are exactly the layer's Hugging Face post-sublayer norms
+    (checked by identity: the bridge puts its norm modules in place of the Hugging Face ones)
+    are read as the post-norms they are.
+    """
+    names = ("ln1", "ln2", "ln1_post", "ln2_post")
+    norms = {n: block._modules[n] for n in names if block._modules.get(n) is not None}
+    hf_layer = getattr(block, "original_component", None)
+    if family.norm_placement == "sublayer" and "ln1_post" not in norms and hf_layer is not None:
+        if all(
+            n in norms and norms[n] is getattr(hf_layer, hf, None)
+            for n, hf in _HF_POST_NORMS.items()
+        ):
+            norms = {"ln1_post": norms.pop("ln1"), "ln2_post": norms.pop("ln2"), **norms}
+    return norms
+
+
+def _check_pre_norms(spec: ModelSpec, family: Family, norms: dict[str, Any], layer: int) -> None:
+    """Refuse a block whose pre-sublayer norms do not match the family's norm placement.
+
+    A "sublayer" family (OLMo-2) must have neither ``ln1`` nor ``ln2``; any other decoder has
+    an ``ln1`` (the parallel families' shared norm included). ``norms``: ``_block_norms``.
+    """
+    pre = sorted(n for n in ("ln1", "ln2") if n in norms)
+    if family.norm_placement == "sublayer" and pre:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}] has pre-sublayer norms {pre} but family "
+            f"{spec.family!r} declares norm_placement='sublayer' (no norm before attention or "
+            "the MLP); this layout is not supported"
+        )
+    if family.norm_placement != "sublayer" and "ln1" not in pre:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}] has no ln1 but family {spec.family!r} "
+            f"declares norm_placement={family.norm_placement!r}; this layout is not supported"
+        )
+
+
+def _qk_gain(spec: ModelSpec, which: str, gain: Tensor | None, layer: int) -> Tensor | None:
+    """A q/k-norm gain in the view's layout, after checking its length against the scope.
+
+    Per-head norms (``qk_norm_scope="head"``) have one ``[d_head]`` gain shared by every head;
+    whole-projection norms (OLMo-2) one gain per projection output, read per head as
+    ``[n_heads, d_head]`` (queries) or grouped ``[n_kv_heads, d_head]`` (keys), in the order
+    of the projection's heads (the order ``W_Q``/``W_K`` use). A norm without a weight
+    (NanoChat) has no gain: None.
+    """
+    if gain is None:
+        return None
+    heads = spec.n_heads if which == "q" else spec.n_kv_heads
+    per_head = spec.qk_norm_scope == "head"
+    expected = (spec.d_head,) if per_head else (heads * spec.d_head,)
+    if tuple(gain.shape) != expected:
+        raise UnsupportedModelError(
+            f"{spec.architecture}: blocks[{layer}].attn.{which}_norm has {tuple(gain.shape)} "
+            f"weights, expected {expected} for qk_norm_scope={spec.qk_norm_scope!r} "
+            f"(n_heads={spec.n_heads}, n_key_value_heads={spec.n_kv_heads}, "
+            f"d_head={spec.d_head}); this q/k-norm layout is not supported"
+        )
+    return gain if per_head else gain.reshape(heads, spec.d_head)

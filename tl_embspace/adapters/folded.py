@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnsupportedModelError
+from .families import FAMILIES
 from .hooks import HookNames
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, MLPWeights, expand_kv
@@ -64,7 +65,7 @@ class FoldedView(WeightView):
                 f"center_unembed=True changes {spec.model_name}'s logits: its final logits are "
                 f"soft-capped (final_softcap={spec.final_softcap}); use center_unembed=False"
             )
-        if spec.norm_placement != "pre":
+        if spec.residual_normalised_in_place:
             raise UnsupportedModelError(
                 f"cannot fold the norms of {spec.model_name}: "
                 f"norm_placement={spec.norm_placement!r}. In a post-norm model the norm's output "
@@ -90,8 +91,22 @@ class FoldedView(WeightView):
         flags += ["center_writing_weights"] if self._center_write else []
         flags += ["center_unembed"] if center_unembed else []
         flags += ["fold_value_biases"] if fold_value_biases else []
+        # TransformerLens folds Cohere's logit_scale into W_U (and b_U), so do we; Granite's
+        # logits_scaling is one of its muP multipliers, which TransformerLens leaves to the
+        # forward pass: it stays in the spec, applied by view.logits.
+        family = FAMILIES[spec.family] if spec.family in FAMILIES else None
+        self._fold_logit_scale = (
+            spec.logit_scale != 1.0 and family is not None and family.logit_scale
+        )
+        if self._fold_logit_scale:
+            flags += ["logit_scale"]
         weights = f"folded({', '.join(flags)}) of {base.weights}"
-        super().__init__(replace(spec, ln_folded=True), weights, base.tokenizer)
+        folded_spec = replace(
+            spec,
+            ln_folded=True,
+            logit_scale=1.0 if self._fold_logit_scale else spec.logit_scale,
+        )
+        super().__init__(folded_spec, weights, base.tokenizer)
 
     @property
     def hook_names(self) -> HookNames:
@@ -123,8 +138,16 @@ class FoldedView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         g = self._base.globals
         is_ln = self.spec.norm_type == "LN"
-        W_U = _center_read(_scale_rows(g.W_U.float(), g.ln_final_w), is_ln)
+        # A final LayerNorm without a weight (OLMo's non-parametric one) leaves nothing to fold:
+        # TransformerLens then leaves W_U's read side uncentred too (centring it would not
+        # change the logits either, LayerNorm's output being mean-free), and so do we.
+        W_U = _center_read(
+            _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
+        )
         b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
+        if self._fold_logit_scale:
+            scale = self._base.spec.logit_scale
+            W_U, b_U = W_U * scale, None if b_U is None else b_U * scale
         if self._center_unembed:
             W_U = W_U - W_U.mean(-1, keepdim=True)
             b_U = None if b_U is None else b_U - b_U.mean()

@@ -23,17 +23,20 @@ from .weights import (
 def _accept_hooked(cfg: Any, architecture: str) -> Family:
     """The family, refusing features only the bridge view reads (not verified on this backend)."""
     family = accept(cfg, architecture)
-    if (
-        family.post_norms
-        or family.norm_offset
-        or family.embed_scale_sqrt_d_model
-        or family.mup_multipliers
-    ):
+    bridge_only = (
+        family.post_norms,
+        family.norm_offset,
+        family.embed_scale_sqrt_d_model,
+        family.logit_scale,
+        family.embed_norm_without_weight,
+        family.mup_multipliers,
+    )
+    if any(bridge_only):
         raise UnsupportedModelError(
             f"architecture={architecture!r} (family {family.name!r}) is not supported on "
-            "HookedTransformer: its norm offsets, embedding scale, muP multipliers and "
-            "post-sublayer norms are read and verified on the TransformerBridge only; load it "
-            "with TransformerBridge"
+            "HookedTransformer: its norm offsets, embedding scale or norm, muP multipliers, "
+            "post-sublayer norms and logit scale are read and verified on the TransformerBridge "
+            "only; load it with TransformerBridge"
         )
     return family
 

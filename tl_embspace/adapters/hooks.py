@@ -27,6 +27,7 @@ LAYER_FIELDS = (
     "mlp_post",
     "mlp_out",
     "resid_post",
+    "resid_mid",
 )
 
 
@@ -64,6 +65,10 @@ class HookNames:
             ``W_out`` and ``b_out``).
         resid_post: The residual stream leaving block ``layer`` (the next block's
             ``resid_pre``; in BERT, after the block's second norm).
+        resid_mid: The residual stream between attention's residual add and the MLP's
+            ``[batch, pos, d_model]``; named where a check needs it (models with post-sublayer
+            norms: ``resid_mid - resid_pre`` is attention's output after its post-norm), else
+            None.
         final_resid: Not a format string: the concrete name of the residual entering the final
             norm (for an encoder, entering the MLM head's transform). ``view.logits`` of this
             tensor reproduces the model's logits.
@@ -88,6 +93,7 @@ class HookNames:
     resid_post: str | None
     final_resid: str
     norm_after: tuple[tuple[str, str], ...] = ()
+    resid_mid: str | None = None
 
     def at(self, field: str, layer: int | None = None) -> str:
         """The concrete hook name of ``field`` at ``layer``.

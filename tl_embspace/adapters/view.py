@@ -112,7 +112,10 @@ class WeightView(ABC):
         ``HookedTransformer`` can be read in the same coordinates as
         ``HookedTransformer.from_pretrained``. Idempotent: folding folded weights changes nothing.
         Per-head q/k norms and post-sublayer norms are not folded (they act after a
-        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``).
+        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``). A model
+        without pre-sublayer norms (``norm_placement="sublayer"``, OLMo-2) only has its final
+        norm folded. A logit scale (Cohere, ``spec.logit_scale``) is folded into ``W_U`` and
+        ``b_U``, as TransformerLens does; the folded spec records 1.0.
 
         Args:
             center_writing_weights: Remove the mean over ``d_model`` from what sublayers write
@@ -165,13 +168,14 @@ class WeightView(ABC):
     def logits(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
         """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
 
-        With a logit scale (Granite, ``spec.logit_scale``) the scaled logits, and with a
-        final-logit soft-cap (Gemma-2) the capped logits are returned, as the model returns
-        them; projection scores elsewhere are unscaled and pre-cap (see ``ModelSpec``).
+        A logit scale (Cohere's ``logit_scale``, Granite's ``1 / logits_scaling``;
+        ``spec.logit_scale``) multiplies the logits before any cap. With a final-logit soft-cap
+        (Gemma-2) the capped logits are returned, as the model returns them; projection scores
+        elsewhere are unscaled and pre-cap (see ``ModelSpec``).
         """
         out = self.final_norm(resid) @ self.W_U.float()
         out = out if self.b_U is None else out + self.b_U.float()
-        if self.spec.logit_scale != 1.0:  # Granite divides its logits by logits_scaling
+        if self.spec.logit_scale != 1.0:
             out = out * self.spec.logit_scale
         cap = self.spec.final_softcap
         return out if cap is None else cap * torch.tanh(out / cap)

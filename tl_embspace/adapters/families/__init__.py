@@ -40,6 +40,9 @@ FEATURES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "use_NTK_by_parts_rope": (lambda v: False, "rotary scaling (positions only)"),
 }
 
+PLACEMENTS = ("pre", "post", "sublayer")
+QK_NORM_SCOPES = ("head", "projection")
+
 # Settings every family handles: positions only, or read from the config where needed.
 NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 
@@ -94,19 +97,33 @@ class Family:
         name: Family name (recorded as ``ModelSpec.family``).
         architectures: Hugging Face ``architectures`` strings covered (as in TransformerLens 4.3's
             ``SUPPORTED_ARCHITECTURES``); TransformerLens 3.x ``original_architecture`` too.
-        norm_placement: "pre" (norm before each sublayer) or "post" (BERT).
+        norm_placement: "pre" (norm before each sublayer), "post" (BERT: after the residual
+            add) or "sublayer" (OLMo-2: no norm before attention/MLP; each sublayer's output
+            is normalised before the residual add, so ``post_norms`` must be set and the view's
+            ``ln1``/``ln2`` are ``None``, the identity).
         is_encoder: Bidirectional encoder with an MLM head.
         understands: ``FEATURES`` this family's adapter handles correctly.
         act_fn: The MLP activation when TransformerLens's config does not spell it (None: trust
             ``cfg.act_fn``).
-        qk_norm: Attention has per-head q/k norms whose gains the view reads.
+        qk_norm: Attention has q/k norms whose gains the view reads.
+        qk_norm_scope: What a q/k norm normalises: "head" (each head's ``d_head`` vector:
+            Qwen3, Gemma-3, EXAONE-4) or "projection" (the whole ``n_heads * d_head`` query
+            projection and ``n_kv_heads * d_head`` key projection at once: OLMo-2/3). Either
+            way the gain is a fixed diagonal, read per head as ``[n_heads, d_head]``.
         shared_norm: Parallel block with one norm read by both attention and MLP (GPT-J):
             the view reports that norm as ``ln1`` and ``ln2``.
         norm_offset: The model's norms multiply by ``offset + weight`` (Gemma: 1.0); the view's
             norm weights include it.
-        post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3):
-            the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
+        post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3,
+            GLM-4, OLMo-2): the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
         embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
+        logit_scale: The model multiplies its logits by ``config.logit_scale`` (Cohere): the
+            view records the factor the model still applies after ``W_U`` as
+            ``spec.logit_scale`` (read from the model: 1.0 once TransformerLens has folded it
+            into ``W_U``), ``view.logits`` applies it, ``folded()`` folds it into ``W_U``/``b_U``.
+        embed_norm_without_weight: A norm without weight or bias follows the token embedding
+            (NanoChat's RMSNorm): the stream starts at ``norm(W_E[t])``, a positive multiple
+            of ``W_E[t]``, so ``W_E`` stays the residual basis (``spec.embed_norm``).
         moe: Sparse-MoE layout (router, experts, routing), or None for dense MLPs.
         mup_multipliers: The model scales by muP multipliers from its Hugging Face config
             (Granite: ``embedding_multiplier``, ``residual_multiplier``, ``attention_multiplier``,
@@ -121,10 +138,13 @@ class Family:
     understands: frozenset[str] = field(default_factory=frozenset)
     act_fn: str | None = None
     qk_norm: bool = False
+    qk_norm_scope: str = "head"
     shared_norm: bool = False
     norm_offset: float = 0.0
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
+    embed_norm_without_weight: bool = False
+    logit_scale: bool = False
     moe: MoELayout | None = None
     mup_multipliers: bool = False
     notes: str = ""
@@ -137,7 +157,18 @@ REFUSED: dict[str, str] = {}
 
 
 def add(family: Family) -> Family:
-    """Register ``family`` (duplicate names or architectures raise)."""
+    """Register ``family`` (duplicate names or architectures, or inconsistent fields, raise)."""
+    if family.norm_placement not in PLACEMENTS or family.qk_norm_scope not in QK_NORM_SCOPES:
+        raise UnsupportedModelError(
+            f"family {family.name!r}: norm_placement={family.norm_placement!r} (expected one "
+            f"of {PLACEMENTS}), qk_norm_scope={family.qk_norm_scope!r} (expected one of "
+            f"{QK_NORM_SCOPES})"
+        )
+    if family.norm_placement == "sublayer" and not family.post_norms:
+        raise UnsupportedModelError(
+            f"family {family.name!r}: norm_placement='sublayer' means post-sublayer norms; "
+            "set post_norms=True"
+        )
     for other in FAMILIES.names():
         clash = family.architectures & FAMILIES[other].architectures
         if clash:
@@ -204,7 +235,23 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, gpt2, granite, llama, moe, native, neox, refused  # noqa: E402, F401, I001
+from . import (  # noqa: E402, F401, I001
+    bert,
+    cohere,
+    gemma,
+    glm,
+    granite,
+    gpt2,
+    llama,
+    moe,
+    nanochat,
+    native,
+    nemotron,
+    neox,
+    olmo,
+    stablelm,
+    refused,
+)
 
 __all__ = [
     "FAMILIES",
