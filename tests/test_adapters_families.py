@@ -410,3 +410,33 @@ def test_olmo2_qk_pairs_equal_the_dense_circuit_with_per_head_gains(olmo2):
     scores, rows, cols = res.top
     torch.testing.assert_close(scores, dense.flatten().topk(10).values, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(dense[rows, cols], scores, atol=1e-4, rtol=1e-4)
+
+
+def test_qk_norm_check_catches_a_wrong_gain_or_scope(olmo2):
+    """The harness's q/k-norm check compares with the forward pass.
+
+    A wrong gain fails it, and so does reading OLMo-2's whole-projection key gain as one
+    per-head gain.
+    """
+    from .archzoo import checks
+
+    view = adapt(olmo2)
+    assert checks.forward_checks(olmo2, view)["qk"].kind == "pass"
+
+    class Altered:
+        def __init__(self, **changes):
+            self.spec, self.hook_names, self._changes = view.spec, view.hook_names, changes
+
+        def layer(self, layer):
+            lw = view.layer(layer)
+            return dataclasses.replace(lw, **{k: f(lw) for k, f in self._changes.items()})
+
+        def __getattr__(self, name):
+            return getattr(view, name)
+
+    wrong_gain = Altered(q_norm_w=lambda lw: lw.q_norm_w * 1.01)
+    status = checks.forward_checks(olmo2, wrong_gain)["qk"]
+    assert status.kind == "fail" and "q-norm output off" in status.reason
+    # One [d_head] gain for every head cannot even be applied to the whole projection.
+    per_head = Altered(k_norm_w=lambda lw: lw.k_norm_w[0])
+    assert checks.forward_checks(olmo2, per_head)["qk"].kind == "fail"

@@ -15,7 +15,11 @@ VIEW's weights only:
   must also equal what the residual gains around the sublayer (``resid_mid - resid_pre``, and
   ``resid_post - resid_mid`` for the MLP);
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
-  before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
+  before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads); with
+  q/k norms whose hooks the adapter names (the bridge does; ``HookedTransformer`` has no hook
+  after its q-norm's weight), also each norm's hooked output against its hooked input
+  normalised over the last axis times the view's ``q_norm_w``/``k_norm_w`` (per head or
+  whole projection);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
   ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``; for a sparse MoE
   layer whose view exposes ``experts`` and ``W_router``, the same per expert, mixed by the
@@ -202,7 +206,32 @@ def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) ->
         dev = deviation(got, cache[_at(names, which, layer)])
         if dev > RTOL:
             problems.append(f"layer {layer}: {label} off by {dev:.2e}")
-    return "; ".join(problems)
+    if view.spec.qk_norm and getattr(names, "q_norm_in", None):
+        problems += [_qk_norm(view, lw, cache, names, layer, which) for which in ("q", "k")]
+    return "; ".join(p for p in problems if p)
+
+
+def _qk_norm(
+    view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int, which: str
+) -> str:
+    """'' when the hooked q (k) norm's output is its input normalised times the view's gain.
+
+    The adapter names the norm's input and output hooks (``HookNames.q_norm_in`` ...), with
+    the normalised axis last: ``d_head`` for per-head norms, all heads at once where the whole
+    projection is normalised (``spec.qk_norm_scope``), where the view's ``[heads, d_head]``
+    gain is flattened in head order. So the gains, and the scope, are checked against the
+    forward pass.
+    """
+    hooks = (_at(names, f"{which}_norm_in", layer), _at(names, f"{which}_norm_out", layer))
+    if any(h not in cache for h in hooks):
+        return f"layer {layer}: {which}-norm gain unchecked: its hooks {hooks} did not fire"
+    x = cache[hooks[0]]
+    got = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + view.spec.eps)
+    gain = getattr(lw, f"{which}_norm_w")
+    if gain is not None:
+        got = got * gain.float().reshape(-1)
+    dev = deviation(got, cache[hooks[1]])
+    return "" if dev <= RTOL else f"layer {layer}: {which}-norm output off by {dev:.2e}"
 
 
 def _activation(name: str) -> Callable[[Tensor], Tensor]:
@@ -515,6 +544,7 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
             _at(names, f, layer)
             for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
             + ("resid_pre", "resid_mid", "resid_post")
+            + ("q_norm_in", "q_norm_out", "k_norm_in", "k_norm_out")
             + _qk_fields(names)
             for layer in range(view.spec.n_layers)
         } | {_at(names, "final_resid")}

@@ -194,6 +194,16 @@ class BridgeView(WeightView):
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
         if self._family.norm_placement == "sublayer":
             names = _sublayer_norm_hook_names(names)
+        if self._family.qk_norm:
+            # The q/k norms' own input and output (the normalised axis is last on both lines).
+            names = replace(
+                names,
+                **{
+                    f"{w}_norm_{end}": f"blocks.{{layer}}.attn.{w}_norm.hook_{end}"
+                    for w in ("q", "k")
+                    for end in ("in", "out")
+                },
+            )
         if self._family.post_norms:
             # The sublayers' own outputs, before their post-norms (the block aliases fire after).
             # resid_mid: what attention adds, after its post-norm, is resid_mid - resid_pre.

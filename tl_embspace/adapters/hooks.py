@@ -28,6 +28,10 @@ LAYER_FIELDS = (
     "mlp_out",
     "resid_post",
     "resid_mid",
+    "q_norm_in",
+    "q_norm_out",
+    "k_norm_in",
+    "k_norm_out",
 )
 
 
@@ -69,6 +73,14 @@ class HookNames:
             ``[batch, pos, d_model]``; named where a check needs it (models with post-sublayer
             norms: ``resid_mid - resid_pre`` is attention's output after its post-norm), else
             None.
+        q_norm_in: With q/k norms (``spec.qk_norm``): the queries entering the q-norm, the
+            normalised axis last (``[..., d_head]`` for per-head norms, ``[..., n_heads *
+            d_head]`` where the whole projection is normalised, ``spec.qk_norm_scope``); else
+            None.
+        q_norm_out: The q-norm's output (same layout): ``q_norm_in`` normalised over its last
+            axis, times the view's ``q_norm_w`` (flattened for a whole projection).
+        k_norm_in: As ``q_norm_in``, for keys (grouped heads).
+        k_norm_out: As ``q_norm_out``, for keys (``k_norm_w``).
         final_resid: Not a format string: the concrete name of the residual entering the final
             norm (for an encoder, entering the MLM head's transform). ``view.logits`` of this
             tensor reproduces the model's logits.
@@ -94,6 +106,10 @@ class HookNames:
     final_resid: str
     norm_after: tuple[tuple[str, str], ...] = ()
     resid_mid: str | None = None
+    q_norm_in: str | None = None
+    q_norm_out: str | None = None
+    k_norm_in: str | None = None
+    k_norm_out: str | None = None
 
     def at(self, field: str, layer: int | None = None) -> str:
         """The concrete hook name of ``field`` at ``layer``.
