@@ -225,3 +225,82 @@ def test_qwen3_qk_pairs_equal_the_dense_circuit_with_the_gains(qwen3):
     scores, rows, cols = res.top
     torch.testing.assert_close(scores, dense.flatten().topk(10).values, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(dense[rows, cols], scores, atol=1e-4, rtol=1e-4)
+
+
+# -- position / embedding families (OPT, RoBERTa, XGLM) --------------------------------------------
+def _zoo_variant(architecture: str, **changes):
+    """The coverage zoo's tiny ``architecture`` with config ``changes``, as a bridge."""
+    import transformers
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from .archzoo import models
+
+    cfg = models._config(architecture)
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    torch.manual_seed(0)
+    model = getattr(transformers, architecture)(cfg).eval()
+    folder = models._tempdir("tl-es-variant-")
+    model.save_pretrained(folder)
+    models.tokenizer().save_pretrained(folder)
+    return TransformerBridge.boot_transformers(
+        folder, tokenizer=models.tokenizer(), dtype=torch.float32
+    )
+
+
+def _added_positions(model, seq: int = 7) -> torch.Tensor:
+    """What the model adds at positions 0..seq-1: its position module's output, through a hook."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(
+            torch.arange(4, 4 + seq)[None], names_filter=["pos_embed.hook_out"]
+        )
+    return cache["pos_embed.hook_out"][0]
+
+
+@pytest.mark.parametrize(
+    "architecture,offset", [("OPTForCausalLM", 2), ("RobertaForMaskedLM", "padding_idx+1")]
+)
+def test_W_pos_row_p_is_what_the_model_adds_at_position_p(architecture, offset):
+    """OPT's table starts position 0 at row 2, RoBERTa's at padding_idx + 1: W_pos starts there."""
+    from .archzoo import models
+
+    model = models.bridge(architecture)
+    view = adapt(model)
+    table = model.pos_embed.original_component
+    rows = 2 if offset == 2 else table.padding_idx + 1
+    assert view.spec.position_offset == rows
+    torch.testing.assert_close(view.W_pos[0], table.weight[rows].detach())
+    assert view.W_pos.shape[0] == table.weight.shape[0] - rows
+    added = _added_positions(model)
+    torch.testing.assert_close(view.W_pos[: added.shape[0]], added)
+    assert not torch.allclose(table.weight[: added.shape[0]], added)  # the offset matters
+
+
+def test_xglm_W_pos_is_the_sinusoidal_table_from_position_0():
+    """XGLM's positions are a fixed sinusoidal buffer (offset 2), exposed as W_pos."""
+    from .archzoo import models
+
+    model = models.bridge("XGLMForCausalLM")
+    view = adapt(model)
+    positions = model.original_model.model.embed_positions
+    assert view.spec.positional == "sinusoidal" and view.spec.position_offset == 2
+    assert view.spec.embed_scale == pytest.approx(view.spec.d_model**0.5)
+    expected = positions.weights[2 : 2 + positions.num_positions]
+    torch.testing.assert_close(view.W_pos, expected)
+    with torch.no_grad():
+        added = positions(torch.arange(5)[None])[0]
+    torch.testing.assert_close(view.W_pos[:5], added)
+
+
+@pytest.mark.parametrize(
+    "architecture,changes,reason",
+    [
+        ("OPTForCausalLM", dict(do_layer_norm_before=False), "do_layer_norm_before"),
+        ("OPTForCausalLM", dict(word_embed_proj_dim=32), "project_in"),
+        ("XGLMForCausalLM", dict(scale_embedding=False), "scales token embeddings by 1"),
+    ],
+)
+def test_position_family_variants_it_cannot_read_are_refused(architecture, changes, reason):
+    """OPT-350m's post-norm and projections, an unscaled XGLM: refused, not read wrongly."""
+    with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
+        adapt(_zoo_variant(architecture, **changes))

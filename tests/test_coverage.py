@@ -153,6 +153,23 @@ def test_mlp_check_catches_a_missing_bias(monkeypatch):
     assert result["mlp"].kind == "fail" and "off by" in result["mlp"].reason
 
 
+def test_embedding_check_catches_a_W_pos_read_without_its_offset(monkeypatch):
+    """OPT's raw position table (rows 0, 1 before position 0's) as W_pos is caught."""
+    real_adapt = tl_embspace.adapt
+
+    def adapt(model):
+        view = real_adapt(model)
+        g = view.globals
+        raw = model.pos_embed.original_component.weight.detach()
+        # globals is a cached property: replace the cached value.
+        view.__dict__["globals"] = dataclasses.replace(g, W_pos=raw[: g.W_pos.shape[0]])
+        return view
+
+    monkeypatch.setattr(checks.tl_embspace, "adapt", adapt)
+    result = checks.verify(models.bridge("OPTForCausalLM"))
+    assert result["embedding"].kind == "fail" and "off by" in result["embedding"].reason
+
+
 @pytest.mark.parametrize(
     "name", ["MixtralForCausalLM", "OlmoeForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
 )

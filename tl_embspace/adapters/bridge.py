@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import UnsupportedModelError
 from ._common import accept, build_spec
+from .families import Family
 from .hooks import HookNames, bridge_hook_names
 from .spec import ModelFacts
 from .view import WeightView
@@ -29,6 +30,71 @@ def _norm(module: Any, norm_type: str) -> tuple[Any, Any]:
     return weight, bias
 
 
+def _position_module(model: Any, family: Family) -> Any:
+    """The Hugging Face module holding the position table, or None (rotary, ALiBi, none).
+
+    The family's ``position_table`` path when the bridge does not map the table (XGLM's
+    sinusoidal one), else the bridge's ``pos_embed``.
+    """
+    if family.position_table is not None:
+        module = model.original_model
+        for part in family.position_table.split("."):
+            module = getattr(module, part)
+        return module
+    pos = model._modules.get("pos_embed")
+    return None if pos is None else getattr(pos, "original_component", pos)
+
+
+def _position_offset(module: Any, family: Family, architecture: str) -> int:
+    """Rows of the position table before position 0's, as the family declares it.
+
+    Raises:
+        UnsupportedModelError: When the table's own ``offset`` attribute (OPT, XGLM) disagrees
+            with the family, or a padding-relative offset has no ``padding_idx``.
+    """
+    offset = family.position_offset
+    if offset == "padding_idx+1":
+        pad = getattr(module, "padding_idx", None)
+        if pad is None:
+            raise UnsupportedModelError(
+                f"{architecture}: family {family.name!r} offsets positions by padding_idx + 1 "
+                "but the position table has no padding_idx"
+            )
+        offset = int(pad) + 1
+    own = getattr(module, "offset", None)
+    if own is not None and own != offset:
+        raise UnsupportedModelError(
+            f"{architecture}: the position table starts position 0 at row {own} (its offset "
+            f"attribute) but family {family.name!r} declares position_offset={offset!r}; "
+            "W_pos would be misaligned, so this layout is not supported"
+        )
+    return int(offset)
+
+
+def _position_rows(module: Any, offset: int) -> Any:
+    """The table's rows from position 0's on: learned ``weight`` or a fixed ``weights`` buffer."""
+    table = getattr(module, "weight", None)
+    if table is None:
+        # A sinusoidal buffer grows when a longer sequence is run; keep its declared positions.
+        table = module.weights[: offset + module.num_positions]
+    return table[offset:]
+
+
+def _token_types(model: Any) -> Any:
+    """A copy of an encoder's token-type (segment) table, None where the bridge has none."""
+    module = model._modules.get("token_type_embed")
+    if module is None:
+        return None
+    return copy_tensor(getattr(module, "original_component", module).weight)
+
+
+# Top-level bridge components no family reads: each changes what the residual stream's basis is.
+_UNREAD_COMPONENTS = {
+    "project_in": "a projection from the word embeddings into the residual (OPT-350m)",
+    "project_out": "a projection from the residual to the unembedding (OPT-350m)",
+}
+
+
 class BridgeView(WeightView):
     """Read-only weights of a ``TransformerBridge``."""
 
@@ -42,6 +108,12 @@ class BridgeView(WeightView):
         # The bridge boots with raw Hugging Face weights; enable_compatibility_mode() (or
         # process_weights()) folds and centres them in place and records it in this flag.
         processed = bool(model._weights_processed)
+        self._positions = _position_module(model, family)
+        positional: dict[str, Any] = {}
+        if self._positions is not None:
+            positional["position_offset"] = _position_offset(self._positions, family, architecture)
+        if family.position_table is not None:
+            positional["positional"] = "sinusoidal"
         spec = build_spec(
             model,
             cfg,
@@ -52,6 +124,7 @@ class BridgeView(WeightView):
             ln_folded=processed and not is_encoder,
             weights_processed=processed,
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
+            **positional,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -79,6 +152,13 @@ class BridgeView(WeightView):
         layers have none), and q/k norms exactly when the family reads them.
         """
         s = self.spec
+        for name, why in _UNREAD_COMPONENTS.items():
+            if name in self._model._modules:
+                raise UnsupportedModelError(
+                    f"{s.architecture}: the bridge has {name!r}, {why}, which the view does not "
+                    "read (W_E and W_U would not be in the residual's basis); not supported"
+                )
+        self._check_embed_scale()
         expected = {
             "W_Q": (s.n_heads, s.d_model, s.d_head),
             "W_K": (s.n_kv_heads, s.d_model, s.d_head),
@@ -116,13 +196,32 @@ class BridgeView(WeightView):
                     "supported"
                 )
 
+    def _check_embed_scale(self) -> None:
+        """Refuse when the embedding module scales by other than ``spec.embed_scale``.
+
+        Scaled-embedding modules (XGLM's, Gemma-3's) carry their factor as ``embed_scale``;
+        the family declares it (``embed_scale_sqrt_d_model``), and the two must agree (an XGLM
+        checkpoint with ``scale_embedding=False`` is refused rather than read wrongly).
+        """
+        embed = self._model._modules.get("embed")
+        own = getattr(getattr(embed, "original_component", embed), "embed_scale", None)
+        if own is None:
+            return
+        own, declared = float(own), self.spec.embed_scale
+        if abs(own - declared) > 1e-6 * max(1.0, declared):
+            raise UnsupportedModelError(
+                f"{self.spec.architecture}: the embedding module scales token embeddings by "
+                f"{own:g} but family {self.spec.family!r} declares embed_scale={declared:g}; "
+                "this configuration is not supported"
+            )
+
     def _read_globals(self) -> GlobalWeights:
         m, s = self._model, self.spec
         w, b = _norm(m.ln_final, s.norm_type) if "ln_final" in m._modules else (None, None)
         w = self._gain(w)
         W_pos = None
-        if s.positional == "standard":
-            W_pos = m.pos_embed.weight
+        if s.positional in ("standard", "sinusoidal") and self._positions is not None:
+            W_pos = _position_rows(self._positions, s.position_offset)
         extra: dict[str, Any] = {}
         if s.is_encoder:
             head = m._modules.get("mlm_head")
@@ -132,6 +231,7 @@ class BridgeView(WeightView):
                 mlm_b=copy_tensor(head.bias) if head is not None else None,
                 embed_ln_w=copy_tensor(emb_w),
                 embed_ln_b=copy_tensor(emb_b),
+                W_token_type=_token_types(m),
             )
         return GlobalWeights(
             W_E=copy_tensor(m.W_E),

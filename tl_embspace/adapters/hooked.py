@@ -155,6 +155,7 @@ class HookedEncoderView(WeightView):
             mlm_b=copy_tensor(head.b),
             embed_ln_w=copy_tensor(m.embed.ln.w),
             embed_ln_b=copy_tensor(m.embed.ln.b),
+            W_token_type=copy_tensor(m.embed.token_type_embed.W_token_type),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:

@@ -63,7 +63,8 @@ class ModelSpec:
             "alibi", ...).
         gated_mlp: True for gated MLPs (SwiGLU/GeGLU): ``act(x W_gate) * (x W_in)``.
         parallel_attn_mlp: True when attention and MLP read the same residual (GPT-J/NeoX).
-        is_encoder: True for bidirectional encoders (BERT).
+        is_encoder: True for BERT-layout models (embedding LayerNorm, post-norm blocks, MLM-head
+            readout): bidirectional encoders, and BertLMHeadModel (causal mask, same layout).
         unembed_trained: False when ``W_U`` exists but was never trained (an encoder without its
             MLM head): projections through it are meaningless and the library refuses them.
         n_kv_heads: Number of key/value heads (== n_heads for MHA, 1 for MQA).
@@ -85,6 +86,9 @@ class ModelSpec:
             the view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
         embed_norm: True when a norm follows the embedding (Bloom's
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
+        position_offset: The model's position table has this many rows before position 0's
+            (OPT, XGLM: 2; RoBERTa: ``padding_idx + 1``); the view's ``W_pos`` starts at
+            position 0, so ``W_pos[p]`` is what the model adds at position ``p``.
     """
 
     model_name: str
@@ -122,6 +126,7 @@ class ModelSpec:
     rotary_dim: int | None = None
     qk_norm: bool = False
     embed_norm: bool = False
+    position_offset: int = 0
 
     @property
     def group_size(self) -> int:

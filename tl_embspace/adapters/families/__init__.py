@@ -38,6 +38,10 @@ FEATURES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scale_embedding": (bool, "embeddings are scaled before block 0"),
     "use_qk_norm": (bool, "queries and keys are normalised per head"),
     "use_NTK_by_parts_rope": (lambda v: False, "rotary scaling (positions only)"),
+    "do_layer_norm_before": (
+        lambda v: v is False,
+        "norms after each residual add (OPT-350m's post-norm layers)",
+    ),
 }
 
 # Settings every family handles: positions only, or read from the config where needed.
@@ -53,7 +57,8 @@ class Family:
         architectures: Hugging Face ``architectures`` strings covered (as in TransformerLens 4.3's
             ``SUPPORTED_ARCHITECTURES``); TransformerLens 3.x ``original_architecture`` too.
         norm_placement: "pre" (norm before each sublayer) or "post" (BERT).
-        is_encoder: Bidirectional encoder with an MLM head.
+        is_encoder: BERT's layout: embedding LayerNorm, post-norm blocks, MLM-head readout
+            (bidirectional, except BertLMHeadModel, which has it with a causal mask).
         understands: ``FEATURES`` this family's adapter handles correctly.
         act_fn: The MLP activation when TransformerLens's config does not spell it (None: trust
             ``cfg.act_fn``).
@@ -65,6 +70,15 @@ class Family:
         post_norms: Each sublayer's output is normalised before the residual add (Gemma-2/3):
             the view reads those gains as ``ln1_post_w``/``ln2_post_w``.
         embed_scale_sqrt_d_model: The model multiplies embeddings by ``sqrt(d_model)`` (Gemma).
+        position_offset: Rows of the model's position table before position 0's row: an int
+            (OPT, XGLM: 2), or ``"padding_idx+1"`` (RoBERTa: read from the table's
+            ``padding_idx``). The view's ``W_pos[p]`` is the row the model adds at position
+            ``p`` (``ModelSpec.position_offset`` records the offset); where the table has its
+            own ``offset`` attribute it must agree, else the model is refused.
+        position_table: Dotted path, inside the Hugging Face model, of a fixed (sinusoidal)
+            position table that the bridge does not map, read from its ``weights`` buffer
+            (XGLM); None: the bridge's ``pos_embed`` where TransformerLens declares standard
+            positions.
         notes: What a projection means for this family (README table).
     """
 
@@ -79,6 +93,8 @@ class Family:
     norm_offset: float = 0.0
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
+    position_offset: int | str = 0
+    position_table: str | None = None
     notes: str = ""
 
 
@@ -156,7 +172,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, gpt2, llama, native, neox, refused  # noqa: E402, F401, I001
+from . import bert, gemma, gpt2, llama, native, neox, opt, refused, xglm  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

@@ -81,17 +81,14 @@ refuse(
 )
 refuse("LayerNorm1P (weight + 1) and the relu2 activation", "NemotronForCausalLM")
 refuse("BitLinear weight quantisation and sub-norms before o_proj/down_proj", "BitNetForCausalLM")
-refuse("learned positions are offset by 2 rows (W_pos[p] is not position p)", "OPTForCausalLM")
 refuse(
     "ALiBi position bias and an activation not spelt in TransformerLens's config", "MptForCausalLM"
 )
 refuse("post-norm decoder (norm after each residual add)", "OpenAIGPTLMHeadModel")
-refuse("encoder not yet verified against the forward pass", "RobertaForMaskedLM", "BertLMHeadModel")
 refuse(
     "LayerNorm with a gated MLP: the gate bias from folding is not yet verified",
     "StableLmForCausalLM",
 )
-refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
 refuse("RMSNorm without a weight, not yet verified", "NanoChatForCausalLM")
 refuse("post-sublayer norms and partial-rotary interleaving, not yet verified", "GlmForCausalLM")
