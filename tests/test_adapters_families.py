@@ -10,6 +10,7 @@ import tl_embspace as te
 from tl_embspace import _facts
 from tl_embspace.adapters import ModelFacts, adapt
 from tl_embspace.adapters.families import FAMILIES, family_for, supported_architectures
+from tl_embspace.space import make_basis
 
 from . import tinymodels as tm
 
@@ -92,7 +93,7 @@ def test_folded_rejects_unknown_options():
     "architecture,reason",
     [
         ("Olmo2ForCausalLM", "post-sublayer norms"),
-        ("BloomForCausalLM", "word_embeddings_layernorm"),
+        ("GraniteForCausalLM", "muP multipliers"),
         ("VaultGemmaForCausalLM", "not verified"),
         ("MixtralForCausalLM", "mixture-of-experts"),
     ],
@@ -304,3 +305,25 @@ def test_position_family_variants_it_cannot_read_are_refused(architecture, chang
     """OPT-350m's post-norm and projections, an unscaled XGLM: refused, not read wrongly."""
     with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
         adapt(_zoo_variant(architecture, **changes))
+
+
+def test_bloom_W_E_basis_is_the_embedding_as_the_residual_receives_it():
+    """Bloom's word_embeddings_layernorm: the W_E basis is embed_ln(W_E), block 0's input."""
+    from .archzoo import models
+
+    model = models.bridge("BloomForCausalLM")
+    view = adapt(model)
+    assert view.spec.embed_norm and view.spec.positional == "alibi" and view.globals.W_pos is None
+    tokens = torch.tensor([[5, 9, 17, 33, 60]])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_pre"])
+    torch.testing.assert_close(view.W_E_resid[tokens[0]], cache["blocks.0.hook_resid_pre"][0])
+    assert not torch.allclose(view.W_E[tokens[0]], cache["blocks.0.hook_resid_pre"][0])
+    basis = make_basis(view, "W_E")
+    assert basis.name == "embed_ln(W_E)^T"
+    torch.testing.assert_close(basis.matrix, view.W_E_resid.float().T)
+    # Folding leaves the embedding norm in place (nothing but the residual reads it).
+    folded = view.folded()
+    torch.testing.assert_close(folded.W_E_resid, view.W_E_resid, atol=1e-5, rtol=1e-5)
+    plain = adapt(tm.bridge("gpt2-mha-tied"))
+    assert plain.W_E_resid is plain.W_E

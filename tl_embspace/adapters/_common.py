@@ -75,6 +75,7 @@ def build_spec(
         attention_layers=tuple(range(cfg.n_layers)),
         rotary_dim=int(rotary_dim) if positional == "rotary" and rotary_dim else None,
         qk_norm=family.qk_norm,
+        embed_norm=family.embed_norm,
         norm_offset=family.norm_offset,
         embed_scale=float(cfg.d_model) ** 0.5 if family.embed_scale_sqrt_d_model else 1.0,
         attn_softcap=_cap(getattr(cfg, "attn_scores_soft_cap", None)),

@@ -159,6 +159,13 @@ class BridgeView(WeightView):
                     "read (W_E and W_U would not be in the residual's basis); not supported"
                 )
         self._check_embed_scale()
+        has_embed_ln = "embed_ln" in self._model._modules
+        if has_embed_ln != (s.is_encoder or s.embed_norm):
+            raise UnsupportedModelError(
+                f"{s.architecture}: the bridge {'has' if has_embed_ln else 'has no'} embedding "
+                f"norm (embed_ln) but family {s.family!r} declares embed_norm={s.embed_norm}; "
+                "W_E would not be the residual's basis, so this layout is not supported"
+            )
         expected = {
             "W_Q": (s.n_heads, s.d_model, s.d_head),
             "W_K": (s.n_kv_heads, s.d_model, s.d_head),
@@ -223,6 +230,9 @@ class BridgeView(WeightView):
         if s.positional in ("standard", "sinusoidal") and self._positions is not None:
             W_pos = _position_rows(self._positions, s.position_offset)
         extra: dict[str, Any] = {}
+        if s.embed_norm:
+            emb_w, emb_b = _norm(m.embed_ln, "LN")
+            extra = dict(embed_ln_w=copy_tensor(emb_w), embed_ln_b=copy_tensor(emb_b))
         if s.is_encoder:
             head = m._modules.get("mlm_head")
             emb_w, emb_b = _norm(m.embed_ln, "LN")

@@ -22,6 +22,12 @@ def _accept_hooked(cfg: Any, architecture: str) -> Family:
             "HookedTransformer: its norm offsets, embedding scale and post-sublayer norms are "
             "read and verified on the TransformerBridge only; load it with TransformerBridge"
         )
+    if bool(getattr(cfg, "post_embedding_ln", False)) != family.embed_norm:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r}: cfg.post_embedding_ln="
+            f"{getattr(cfg, 'post_embedding_ln', None)!r} but family {family.name!r} declares "
+            f"embed_norm={family.embed_norm}; this configuration is not supported"
+        )
     return family
 
 
@@ -66,6 +72,8 @@ class HookedTransformerView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         m, cfg = self._model, self._model.cfg
         w, b = _norm_params(m.ln_final, cfg.normalization_type)
+        # Bloom: the embedding's own LayerNorm (Embed.ln), never folded by TransformerLens.
+        embed_ln = m.embed.ln if cfg.post_embedding_ln else None
         return GlobalWeights(
             W_E=copy_tensor(m.W_E),
             W_U=copy_tensor(m.W_U),
@@ -73,6 +81,8 @@ class HookedTransformerView(WeightView):
             W_pos=copy_tensor(m.W_pos) if cfg.positional_embedding_type == "standard" else None,
             ln_final_w=copy_tensor(w),
             ln_final_b=copy_tensor(b),
+            embed_ln_w=None if embed_ln is None else copy_tensor(embed_ln.w),
+            embed_ln_b=None if embed_ln is None else copy_tensor(embed_ln.b),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:

@@ -76,6 +76,23 @@ class WeightView(ABC):
         return self.globals.W_U
 
     @property
+    def W_E_resid(self) -> Float[Tensor, "d_vocab d_model"]:
+        """Each token's embedding as the residual stream receives it, without positions.
+
+        ``W_E`` itself, except where a norm follows the embedding (``spec.embed_norm``, Bloom):
+        then ``embed_ln(W_E)`` row by row, the vector block 0 reads for that token. (The
+        ``embed_scale`` of Gemma-like models is left out, as in the ``W_E`` basis: it scales
+        every row alike.)
+        """
+        if not self.spec.embed_norm:
+            return self.W_E
+        g = self.globals
+        x = self.W_E.float()
+        x = x - x.mean(-1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.spec.eps)
+        return _affine(x, g.embed_ln_w, g.embed_ln_b)
+
+    @property
     def b_U(self) -> Float[Tensor, " d_vocab_out"] | None:
         """Unembedding bias, or None."""
         return self.globals.b_U

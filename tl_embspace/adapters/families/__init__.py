@@ -75,6 +75,9 @@ class Family:
             ``padding_idx``). The view's ``W_pos[p]`` is the row the model adds at position
             ``p`` (``ModelSpec.position_offset`` records the offset); where the table has its
             own ``offset`` attribute it must agree, else the model is refused.
+        embed_norm: A LayerNorm follows the embedding (Bloom's ``word_embeddings_layernorm``):
+            the view reads it as ``embed_ln_w``/``embed_ln_b`` and the residual basis of the
+            vocabulary is ``embed_ln(W_E)`` (``spec.embed_norm``, ``view.W_E_resid``).
         position_table: Dotted path, inside the Hugging Face model, of a fixed (sinusoidal)
             position table that the bridge does not map, read from its ``weights`` buffer
             (XGLM); None: the bridge's ``pos_embed`` where TransformerLens declares standard
@@ -93,6 +96,7 @@ class Family:
     norm_offset: float = 0.0
     post_norms: bool = False
     embed_scale_sqrt_d_model: bool = False
+    embed_norm: bool = False
     position_offset: int | str = 0
     position_table: str | None = None
     notes: str = ""
@@ -172,7 +176,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, gemma, gpt2, llama, native, neox, opt, refused, xglm  # noqa: E402, F401, I001
+from . import bert, bloom, gemma, gpt2, llama, native, neox, opt, refused, xglm  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

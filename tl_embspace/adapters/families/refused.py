@@ -33,11 +33,6 @@ refuse(
     "Exaone4ForCausalLM",
 )
 refuse(
-    "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
-    "MLP activation is not spelt in TransformerLens's config",
-    "BloomForCausalLM",
-)
-refuse(
     "state-space / recurrent / hybrid layers have no attention weights to read",
     "MambaForCausalLM",
     "Mamba2ForCausalLM",
