@@ -237,8 +237,12 @@ def _zoo_variant(architecture: str, **changes):
     from .archzoo import models
 
     cfg = models._config(architecture)
-    for key, value in changes.items():
-        setattr(cfg, key, value)
+    for path, value in changes.items():  # "attn_config.clip_qkv": a nested config's attribute
+        *parents, key = path.split(".")
+        target = cfg
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, key, value)
     torch.manual_seed(0)
     model = getattr(transformers, architecture)(cfg).eval()
     folder = models._tempdir("tl-es-variant-")
@@ -327,3 +331,9 @@ def test_bloom_W_E_basis_is_the_embedding_as_the_residual_receives_it():
     torch.testing.assert_close(folded.W_E_resid, view.W_E_resid, atol=1e-5, rtol=1e-5)
     plain = adapt(tm.bridge("gpt2-mha-tied"))
     assert plain.W_E_resid is plain.W_E
+
+
+def test_mpt_with_clipped_qkv_is_refused():
+    """MPT's clip_qkv clamps queries, keys and values: not a linear read, so refused by name."""
+    with pytest.raises(te.UnsupportedModelError, match=re.escape("attn_config.clip_qkv=6.0")):
+        adapt(_zoo_variant("MptForCausalLM", **{"attn_config.clip_qkv": 6.0}))

@@ -159,6 +159,7 @@ class BridgeView(WeightView):
                     "read (W_E and W_U would not be in the residual's basis); not supported"
                 )
         self._check_embed_scale()
+        self._check_hf_config_off()
         has_embed_ln = "embed_ln" in self._model._modules
         if has_embed_ln != (s.is_encoder or s.embed_norm):
             raise UnsupportedModelError(
@@ -201,6 +202,19 @@ class BridgeView(WeightView):
                     f"{s.architecture}: blocks[{layer}].attn has q/k norms {sorted(norms)} but "
                     f"family {s.family!r} declares qk_norm={s.qk_norm}; this layout is not "
                     "supported"
+                )
+
+    def _check_hf_config_off(self) -> None:
+        """Refuse a model whose Hugging Face config sets what its family does not read."""
+        config = getattr(self._model.original_model, "config", None)
+        for path in self._family.hf_config_off:
+            value: Any = config
+            for part in path.split("."):
+                value = getattr(value, part, None)
+            if value:
+                raise UnsupportedModelError(
+                    f"{self.spec.architecture}: config.{path}={value!r} is set, which family "
+                    f"{self.spec.family!r} does not read; this configuration is not supported"
                 )
 
     def _check_embed_scale(self) -> None:

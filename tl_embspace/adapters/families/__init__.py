@@ -82,6 +82,9 @@ class Family:
             position table that the bridge does not map, read from its ``weights`` buffer
             (XGLM); None: the bridge's ``pos_embed`` where TransformerLens declares standard
             positions.
+        hf_config_off: Dotted attributes of the Hugging Face config that the adapter does not
+            read and that must be off (None, False or 0), e.g. MPT's ``attn_config.clip_qkv``
+            (queries, keys and values clamped): a model with one set is refused by name.
         notes: What a projection means for this family (README table).
     """
 
@@ -99,6 +102,7 @@ class Family:
     embed_norm: bool = False
     position_offset: int | str = 0
     position_table: str | None = None
+    hf_config_off: tuple[str, ...] = ()
     notes: str = ""
 
 

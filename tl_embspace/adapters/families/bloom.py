@@ -26,3 +26,16 @@ BLOOM = add(
         ),
     )
 )
+
+MPT = add(
+    Family(
+        name="mpt",
+        architectures=frozenset({"MptForCausalLM"}),
+        act_fn="gelu",
+        hf_config_off=("attn_config.clip_qkv",),
+        notes=(
+            "LayerNorm without biases, ALiBi (no W_pos; QK pairs content-only), exact-GELU MLP "
+            "without biases."
+        ),
+    )
+)
