@@ -303,10 +303,12 @@ def test_xglm_W_pos_is_the_sinusoidal_table_from_position_0():
         ("OPTForCausalLM", dict(do_layer_norm_before=False), "do_layer_norm_before"),
         ("OPTForCausalLM", dict(word_embed_proj_dim=32), "project_in"),
         ("XGLMForCausalLM", dict(scale_embedding=False), "scales token embeddings by 1"),
+        ("OpenAIGPTLMHeadModel", dict(afn="relu"), "config.afn='relu'"),
     ],
 )
 def test_position_family_variants_it_cannot_read_are_refused(architecture, changes, reason):
-    """OPT-350m's post-norm and projections, an unscaled XGLM: refused, not read wrongly."""
+    """OPT-350m's post-norm and projections, an unscaled XGLM, a GPT-1 whose activation the
+    family does not spell: refused, not read wrongly."""
     with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
         adapt(_zoo_variant(architecture, **changes))
 

@@ -132,7 +132,11 @@ class BridgeView(WeightView):
     @property
     def hook_names(self) -> HookNames:
         """Bridge hook names (see ``hooks.bridge_hook_names``)."""
-        names = bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        names = bridge_hook_names(
+            self.spec.n_layers,
+            encoder=self.spec.is_encoder,
+            post_norm=self.spec.norm_placement == "post",
+        )
         if self._family.shared_norm:
             # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
@@ -159,7 +163,12 @@ class BridgeView(WeightView):
                     "read (W_E and W_U would not be in the residual's basis); not supported"
                 )
         self._check_embed_scale()
-        self._check_hf_config_off()
+        self._check_hf_config()
+        if s.norm_placement == "post" and not s.is_encoder and "ln_final" in self._model._modules:
+            raise UnsupportedModelError(
+                f"{s.architecture}: a post-norm decoder is read without a final norm (its last "
+                "block's norm feeds W_U), but the bridge has ln_final; not supported"
+            )
         has_embed_ln = "embed_ln" in self._model._modules
         if has_embed_ln != (s.is_encoder or s.embed_norm):
             raise UnsupportedModelError(
@@ -204,17 +213,19 @@ class BridgeView(WeightView):
                     "supported"
                 )
 
-    def _check_hf_config_off(self) -> None:
-        """Refuse a model whose Hugging Face config sets what its family does not read."""
+    def _check_hf_config(self) -> None:
+        """Refuse a model whose Hugging Face config differs from what its family reads."""
         config = getattr(self._model.original_model, "config", None)
-        for path in self._family.hf_config_off:
+        for path, expected in self._family.hf_config:
             value: Any = config
             for part in path.split("."):
                 value = getattr(value, part, None)
-            if value:
+            if bool(value) if expected is None else value != expected:
+                wanted = "off" if expected is None else repr(expected)
                 raise UnsupportedModelError(
-                    f"{self.spec.architecture}: config.{path}={value!r} is set, which family "
-                    f"{self.spec.family!r} does not read; this configuration is not supported"
+                    f"{self.spec.architecture}: config.{path}={value!r}, but family "
+                    f"{self.spec.family!r} reads it as {wanted}; this configuration is not "
+                    "supported"
                 )
 
     def _check_embed_scale(self) -> None:

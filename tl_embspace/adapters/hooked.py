@@ -22,6 +22,11 @@ def _accept_hooked(cfg: Any, architecture: str) -> Family:
             "HookedTransformer: its norm offsets, embedding scale and post-sublayer norms are "
             "read and verified on the TransformerBridge only; load it with TransformerBridge"
         )
+    if family.norm_placement == "post" and not family.is_encoder:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r} (family {family.name!r}) is a post-norm decoder, "
+            "which HookedTransformer does not represent; load it with TransformerBridge"
+        )
     if bool(getattr(cfg, "post_embedding_ln", False)) != family.embed_norm:
         raise UnsupportedModelError(
             f"architecture={architecture!r}: cfg.post_embedding_ln="

@@ -164,9 +164,12 @@ class WeightView(ABC):
     def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """Apply the model's final norm (with its weights) as the model's forward pass does.
 
-        For encoders this is the MLM head's transform (dense, activation, LayerNorm).
+        For encoders this is the MLM head's transform (dense, activation, LayerNorm). A post-norm
+        decoder (GPT-1) has none: its last block's norm output is what ``W_U`` reads.
         """
         g = self.globals
+        if self.spec.norm_placement == "post" and not self.spec.is_encoder:
+            return x.float()
         if self.spec.is_encoder:
             if g.mlm_W is None:
                 raise MissingWeightError(

@@ -82,9 +82,11 @@ class Family:
             position table that the bridge does not map, read from its ``weights`` buffer
             (XGLM); None: the bridge's ``pos_embed`` where TransformerLens declares standard
             positions.
-        hf_config_off: Dotted attributes of the Hugging Face config that the adapter does not
-            read and that must be off (None, False or 0), e.g. MPT's ``attn_config.clip_qkv``
-            (queries, keys and values clamped): a model with one set is refused by name.
+        hf_config: ``(dotted attribute, value)`` pairs of the Hugging Face config that the
+            family's reading assumes; a model whose config differs is refused by name. A value
+            of None means "off" (None, False or 0): MPT's ``attn_config.clip_qkv`` (queries,
+            keys and values clamped); GPT-1's ``afn`` must be ``"gelu"`` (which it runs as the
+            tanh approximation, the family's ``act_fn``).
         notes: What a projection means for this family (README table).
     """
 
@@ -102,7 +104,7 @@ class Family:
     embed_norm: bool = False
     position_offset: int | str = 0
     position_table: str | None = None
-    hf_config_off: tuple[str, ...] = ()
+    hf_config: tuple[tuple[str, Any], ...] = ()
     notes: str = ""
 
 
@@ -180,7 +182,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, bloom, gemma, gpt2, llama, native, neox, opt, refused, xglm  # noqa: E402, F401, I001
+from . import bert, bloom, gemma, gpt2, llama, native, neox, openai_gpt, opt, refused, xglm  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

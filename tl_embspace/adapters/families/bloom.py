@@ -32,7 +32,7 @@ MPT = add(
         name="mpt",
         architectures=frozenset({"MptForCausalLM"}),
         act_fn="gelu",
-        hf_config_off=("attn_config.clip_qkv",),
+        hf_config=(("attn_config.clip_qkv", None),),
         notes=(
             "LayerNorm without biases, ALiBi (no W_pos; QK pairs content-only), exact-GELU MLP "
             "without biases."

@@ -76,7 +76,6 @@ refuse(
 )
 refuse("LayerNorm1P (weight + 1) and the relu2 activation", "NemotronForCausalLM")
 refuse("BitLinear weight quantisation and sub-norms before o_proj/down_proj", "BitNetForCausalLM")
-refuse("post-norm decoder (norm after each residual add)", "OpenAIGPTLMHeadModel")
 refuse(
     "LayerNorm with a gated MLP: the gate bias from folding is not yet verified",
     "StableLmForCausalLM",
