@@ -307,8 +307,11 @@ def test_xglm_W_pos_is_the_sinusoidal_table_from_position_0():
     ],
 )
 def test_position_family_variants_it_cannot_read_are_refused(architecture, changes, reason):
-    """OPT-350m's post-norm and projections, an unscaled XGLM, a GPT-1 whose activation the
-    family does not spell: refused, not read wrongly."""
+    """Variants a family does not read are refused, not read wrongly.
+
+    OPT-350m's post-norm layers and projections, an unscaled XGLM, a GPT-1 whose activation
+    is not the one its family spells.
+    """
     with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
         adapt(_zoo_variant(architecture, **changes))
 
