@@ -304,13 +304,20 @@ def test_xglm_W_pos_is_the_sinusoidal_table_from_position_0():
         ("OPTForCausalLM", dict(word_embed_proj_dim=32), "project_in"),
         ("XGLMForCausalLM", dict(scale_embedding=False), "scales token embeddings by 1"),
         ("OpenAIGPTLMHeadModel", dict(afn="relu"), "config.afn='relu'"),
+        (
+            "FalconForCausalLM",
+            dict(new_decoder_architecture=True, num_kv_heads=2, multi_query=False),
+            "config.new_decoder_architecture=True",
+        ),
+        ("FalconForCausalLM", dict(parallel_attn=False), "config.parallel_attn=False"),
     ],
 )
 def test_position_family_variants_it_cannot_read_are_refused(architecture, changes, reason):
     """Variants a family does not read are refused, not read wrongly.
 
     OPT-350m's post-norm layers and projections, an unscaled XGLM, a GPT-1 whose activation
-    is not the one its family spells.
+    is not the one its family spells, Falcon-40B's new decoder architecture and sequential
+    Falcon blocks.
     """
     with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
         adapt(_zoo_variant(architecture, **changes))

@@ -170,6 +170,15 @@ def test_embedding_check_catches_a_W_pos_read_without_its_offset(monkeypatch):
     assert result["embedding"].kind == "fail" and "off by" in result["embedding"].reason
 
 
+def test_a_processing_that_changes_outputs_is_no_reference():
+    """Falcon's TransformerLens processing changes its outputs (n/a); GPT-2's does not."""
+    for name, changes in (("FalconForCausalLM", True), ("GPT2LMHeadModel", False)):
+        model = models.bridge(name)
+        view = tl_embspace.adapt(model)
+        reason = checks._processing_changes_outputs(model, checks._tl_process(model), view)
+        assert bool(reason) is changes, (name, reason)
+
+
 @pytest.mark.parametrize(
     "name", ["MixtralForCausalLM", "OlmoeForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
 )

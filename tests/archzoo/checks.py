@@ -422,6 +422,9 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         twin = _tl_process(model)
     except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation, reported as such
         return not_applicable(f"TransformerLens cannot process it: {_short(e, 120)}")
+    changed = _processing_changes_outputs(model, twin, view)
+    if changed:
+        return not_applicable(changed)
     try:
         processed = tl_embspace.adapt(twin)
     except EmbSpaceError as e:
@@ -453,6 +456,30 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
     ]
     return (
         failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed(note)
+    )
+
+
+def _processing_changes_outputs(model: Any, twin: Any, view: Any) -> str:
+    """'' when TransformerLens's processing kept the model's function, else why it is no reference.
+
+    Processing must leave every next-token distribution unchanged (centring the unembedding
+    shifts all logits of a position equally, so log-softmax is compared). Where it does not
+    (e.g. Falcon without biases: TransformerLens folds LayerNorm biases into biases the model
+    never adds), the processed weights are not a reference to compare a folded view with.
+    """
+    tokens = _tokens(view, 0)
+    try:
+        with torch.no_grad():
+            raw = model(tokens).float().log_softmax(-1)
+            processed = twin(tokens).float().log_softmax(-1)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        return f"TransformerLens's processed model cannot run: {_short(e, 120)}"
+    dev = deviation(processed, raw)
+    if dev <= RTOL:
+        return ""
+    return (
+        f"TransformerLens's processing changes the model's outputs (log-softmax off by "
+        f"{dev:.2e}), so its processed weights are no reference"
     )
 
 

@@ -182,7 +182,7 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 
 
 # Importing the family modules registers them (one module per family).
-from . import bert, bloom, gemma, gpt2, llama, native, neox, openai_gpt, opt, refused, xglm  # noqa: E402, F401, I001
+from . import bert, bloom, falcon, gemma, gpt2, llama, native, neox, openai_gpt, opt, refused, xglm  # noqa: E402, F401, I001
 
 __all__ = [
     "FAMILIES",

@@ -61,11 +61,6 @@ refuse(
     "Cohere2ForCausalLM",
 )
 refuse(
-    "the MLP rebuilt from the bridge's weights does not match the forward pass "
-    "(new_decoder_architecture / shared-norm variants)",
-    "FalconForCausalLM",
-)
-refuse(
     "non-parametric LayerNorm: the folded view's W_U does not yet equal TransformerLens's "
     "processed one",
     "OlmoForCausalLM",
