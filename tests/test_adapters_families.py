@@ -269,6 +269,8 @@ def test_W_pos_row_p_is_what_the_model_adds_at_position_p(architecture, offset):
     """OPT's table starts position 0 at row 2, RoBERTa's at padding_idx + 1: W_pos starts there."""
     from .archzoo import models
 
+    if architecture == "RobertaForMaskedLM" and models.tl_major() < 4:
+        pytest.skip("TransformerLens 3.9's bridge cannot build RoBERTa (see the coverage table)")
     model = models.bridge(architecture)
     view = adapt(model)
     table = model.pos_embed.original_component
