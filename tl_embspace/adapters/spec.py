@@ -60,7 +60,8 @@ class ModelSpec:
             ``enable_compatibility_mode``).
         tied_embeddings: True when the raw output embedding is the input embedding transposed.
         positional: TransformerLens ``positional_embedding_type`` ("standard", "rotary",
-            "alibi", ...).
+            "alibi", ...), or "sinusoidal" for a fixed sinusoidal table the view exposes as
+            ``W_pos`` (XGLM, which TransformerLens calls "standard").
         gated_mlp: True for gated MLPs (SwiGLU/GeGLU): ``act(x W_gate) * (x W_in)``.
         parallel_attn_mlp: True when attention and MLP read the same residual (GPT-J/NeoX).
         is_encoder: True for BERT-layout models (embedding LayerNorm, post-norm blocks, MLM-head
@@ -87,8 +88,10 @@ class ModelSpec:
         embed_norm: True when a norm follows the embedding (Bloom's
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
         position_offset: The model's position table has this many rows before position 0's
-            (OPT, XGLM: 2; RoBERTa: ``padding_idx + 1``); the view's ``W_pos`` starts at
-            position 0, so ``W_pos[p]`` is what the model adds at position ``p``.
+            (OPT, XGLM: 2; RoBERTa: ``padding_idx + 1``) as the backend holds it (0 on
+            ``HookedTransformer``, whose converters already drop those rows); the view's
+            ``W_pos`` starts at position 0, so ``W_pos[p]`` is what the model adds at
+            position ``p``.
     """
 
     model_name: str
