@@ -11,6 +11,7 @@ import tl_embspace as te
 from tl_embspace import _facts
 from tl_embspace.adapters import ModelFacts, adapt
 from tl_embspace.adapters.families import FAMILIES, family_for, supported_architectures
+from tl_embspace.space import make_basis
 
 from . import tinymodels as tm
 
@@ -93,7 +94,7 @@ def test_folded_rejects_unknown_options():
     "architecture,reason",
     [
         ("MambaForCausalLM", "state-space"),
-        ("BloomForCausalLM", "word_embeddings_layernorm"),
+        ("DeepseekV2ForCausalLM", "multi-head latent attention"),
         ("VaultGemmaForCausalLM", "not verified"),
         ("OlmoeForCausalLM", "whole query/key projection"),
     ],
@@ -440,3 +441,128 @@ def test_qk_norm_check_catches_a_wrong_gain_or_scope(olmo2):
     # One [d_head] gain for every head cannot even be applied to the whole projection.
     per_head = Altered(k_norm_w=lambda lw: lw.k_norm_w[0])
     assert checks.forward_checks(olmo2, per_head)["qk"].kind == "fail"
+
+
+# -- position / embedding families (OPT, RoBERTa, XGLM) --------------------------------------------
+def _zoo_variant(architecture: str, **changes):
+    """The coverage zoo's tiny ``architecture`` with config ``changes``, as a bridge."""
+    import transformers
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from .archzoo import models
+
+    cfg = models._config(architecture)
+    for path, value in changes.items():  # "attn_config.clip_qkv": a nested config's attribute
+        *parents, key = path.split(".")
+        target = cfg
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, key, value)
+    torch.manual_seed(0)
+    model = getattr(transformers, architecture)(cfg).eval()
+    folder = models._tempdir("tl-es-variant-")
+    model.save_pretrained(folder)
+    models.tokenizer().save_pretrained(folder)
+    return TransformerBridge.boot_transformers(
+        folder, tokenizer=models.tokenizer(), dtype=torch.float32
+    )
+
+
+def _added_positions(model, seq: int = 7) -> torch.Tensor:
+    """What the model adds at positions 0..seq-1: its position module's output, through a hook."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(
+            torch.arange(4, 4 + seq)[None], names_filter=["pos_embed.hook_out"]
+        )
+    return cache["pos_embed.hook_out"][0]
+
+
+@pytest.mark.parametrize(
+    "architecture,offset", [("OPTForCausalLM", 2), ("RobertaForMaskedLM", "padding_idx+1")]
+)
+def test_W_pos_row_p_is_what_the_model_adds_at_position_p(architecture, offset):
+    """OPT's table starts position 0 at row 2, RoBERTa's at padding_idx + 1: W_pos starts there."""
+    from .archzoo import models
+
+    if architecture == "RobertaForMaskedLM" and models.tl_major() < 4:
+        pytest.skip("TransformerLens 3.9's bridge cannot build RoBERTa (see the coverage table)")
+    model = models.bridge(architecture)
+    view = adapt(model)
+    table = model.pos_embed.original_component
+    rows = 2 if offset == 2 else table.padding_idx + 1
+    assert view.spec.position_offset == rows
+    torch.testing.assert_close(view.W_pos[0], table.weight[rows].detach())
+    assert view.W_pos.shape[0] == table.weight.shape[0] - rows
+    added = _added_positions(model)
+    torch.testing.assert_close(view.W_pos[: added.shape[0]], added)
+    assert not torch.allclose(table.weight[: added.shape[0]], added)  # the offset matters
+
+
+def test_xglm_W_pos_is_the_sinusoidal_table_from_position_0():
+    """XGLM's positions are a fixed sinusoidal buffer (offset 2), exposed as W_pos."""
+    from .archzoo import models
+
+    model = models.bridge("XGLMForCausalLM")
+    view = adapt(model)
+    positions = model.original_model.model.embed_positions
+    assert view.spec.positional == "sinusoidal" and view.spec.position_offset == 2
+    assert view.spec.embed_scale == pytest.approx(view.spec.d_model**0.5)
+    expected = positions.weights[2 : 2 + positions.num_positions]
+    torch.testing.assert_close(view.W_pos, expected)
+    with torch.no_grad():
+        added = positions(torch.arange(5)[None])[0]
+    torch.testing.assert_close(view.W_pos[:5], added)
+
+
+@pytest.mark.parametrize(
+    "architecture,changes,reason",
+    [
+        ("OPTForCausalLM", dict(do_layer_norm_before=False), "do_layer_norm_before"),
+        ("OPTForCausalLM", dict(word_embed_proj_dim=32), "project_in"),
+        ("XGLMForCausalLM", dict(scale_embedding=False), "scales token embeddings by 1"),
+        ("OpenAIGPTLMHeadModel", dict(afn="relu"), "config.afn='relu'"),
+        (
+            "FalconForCausalLM",
+            dict(new_decoder_architecture=True, num_kv_heads=2, multi_query=False),
+            "config.new_decoder_architecture=True",
+        ),
+        ("FalconForCausalLM", dict(parallel_attn=False), "config.parallel_attn=False"),
+    ],
+)
+def test_position_family_variants_it_cannot_read_are_refused(architecture, changes, reason):
+    """Variants a family does not read are refused, not read wrongly.
+
+    OPT-350m's post-norm layers and projections, an unscaled XGLM, a GPT-1 whose activation
+    is not the one its family spells, Falcon-40B's new decoder architecture and sequential
+    Falcon blocks.
+    """
+    with pytest.raises(te.UnsupportedModelError, match=re.escape(reason)):
+        adapt(_zoo_variant(architecture, **changes))
+
+
+def test_bloom_W_E_basis_is_the_embedding_as_the_residual_receives_it():
+    """Bloom's word_embeddings_layernorm: the W_E basis is embed_ln(W_E), block 0's input."""
+    from .archzoo import models
+
+    model = models.bridge("BloomForCausalLM")
+    view = adapt(model)
+    assert view.spec.embed_norm and view.spec.positional == "alibi" and view.globals.W_pos is None
+    tokens = torch.tensor([[5, 9, 17, 33, 60]])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_pre"])
+    torch.testing.assert_close(view.W_E_resid[tokens[0]], cache["blocks.0.hook_resid_pre"][0])
+    assert not torch.allclose(view.W_E[tokens[0]], cache["blocks.0.hook_resid_pre"][0])
+    basis = make_basis(view, "W_E")
+    assert basis.name == "embed_ln(W_E)^T"
+    torch.testing.assert_close(basis.matrix, view.W_E_resid.float().T)
+    # Folding leaves the embedding norm in place (nothing but the residual reads it).
+    folded = view.folded()
+    torch.testing.assert_close(folded.W_E_resid, view.W_E_resid, atol=1e-5, rtol=1e-5)
+    plain = adapt(tm.bridge("gpt2-mha-tied"))
+    assert plain.W_E_resid is plain.W_E
+
+
+def test_mpt_with_clipped_qkv_is_refused():
+    """MPT's clip_qkv clamps queries, keys and values: not a linear read, so refused by name."""
+    with pytest.raises(te.UnsupportedModelError, match=re.escape("attn_config.clip_qkv=6.0")):
+        adapt(_zoo_variant("MptForCausalLM", **{"attn_config.clip_qkv": 6.0}))

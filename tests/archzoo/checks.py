@@ -24,6 +24,10 @@ VIEW's weights only:
   ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``; for a sparse MoE
   layer whose view exposes ``experts`` and ``W_router``, the same per expert, mixed by the
   router's top-k softmax weights (plus a shared expert where there is one);
+* ``embedding``: the residual entering block 0 rebuilt from ``W_E[tokens] * spec.embed_scale``
+  plus ``W_pos[p]`` at position ``p`` (so ``W_pos[p]`` must be the row the model adds at
+  position ``p``, whatever offset its table has) plus the token-type row 0 where the view has
+  one, through the embedding norm (``embed_ln_w``/``embed_ln_b``) where the model has one;
 * ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
 * ``folded_eq_tl``: ``adapt(model).folded()`` against ``adapt`` of a deep copy that
   TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``), and
@@ -45,7 +49,7 @@ from torch import Tensor
 import tl_embspace
 from tl_embspace.errors import EmbSpaceError
 
-CHECKS = ("adapts", "attention", "qk", "mlp", "logit_lens", "folded_eq_tl")
+CHECKS = ("adapts", "attention", "qk", "mlp", "embedding", "logit_lens", "folded_eq_tl")
 RTOL = 1e-4  # max |got - expected| allowed, relative to max(1, max |expected|)
 SEQ_LEN = 12
 
@@ -375,6 +379,36 @@ def _per_layer(
     return passed(note if skipped else "")
 
 
+def _embedding(view: Any, tokens: Tensor, cache: dict[str, Tensor], names: Any) -> Status:
+    """The residual entering block 0 from the view's embedding weights alone.
+
+    ``W_E[t] * embed_scale + W_pos[p] (+ W_token_type[0])``, then the embedding norm when the
+    view has one (BERT-style encoders, Bloom, NanoChat): a ``W_pos`` whose row ``p`` is not what the
+    model adds at position ``p`` (OPT's and RoBERTa's offset tables), a missing embedding
+    scale or an embedding norm left out all show here.
+    """
+    hook = _at(names, "resid_pre", 0)
+    if hook is None or hook not in cache:
+        return not_applicable(f"hook {hook!r} not in the model")
+    g, s = view.globals, view.spec
+    x = g.W_E.float()[tokens] * s.embed_scale
+    if g.W_pos is not None:
+        x = x + g.W_pos.float()[: tokens.shape[1]]
+    token_type = getattr(g, "W_token_type", None)
+    if token_type is not None:
+        x = x + token_type.float()[0]  # every token has type 0 here, as in the forward pass
+    if s.embed_norm or g.embed_ln_w is not None or g.embed_ln_b is not None:
+        # NanoChat's embedding norm is a weightless RMSNorm: no centring, no affine part.
+        if s.norm_type == "LN":
+            x = x - x.mean(-1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + s.eps)
+        x = _affine(x, g.embed_ln_w, g.embed_ln_b)
+    dev = deviation(x, cache[hook])
+    if dev <= RTOL:
+        return passed("with W_pos" if g.W_pos is not None else "")
+    return failed(f"residual entering block 0 off by {dev:.2e}")
+
+
 def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any) -> Status:
     final = cache.get(_at(names, "final_resid"))
     if final is None:
@@ -454,8 +488,13 @@ def _tl_process(model: Any) -> Any:
 def _folded_eq_tl(model: Any, view: Any) -> Status:
     if view.spec.weights_processed:
         return not_applicable("the model's weights are already processed by TransformerLens")
+    # Compare like with like: where TransformerLens's adapter declares it does not centre
+    # writing weights (XGLM: its sinusoidal positions are a buffer it cannot centre), fold
+    # without centring too, and say so in the cell.
+    center = bool(getattr(getattr(model, "adapter", None), "supports_center_writing_weights", True))
+    note = "" if center else "center_writing_weights=False, as TransformerLens processes it"
     try:
-        folded = view.folded()
+        folded = view.folded(center_writing_weights=center)
     except EmbSpaceError as e:
         return refused(f"folded(): {_refusal(e)}")
     except Exception as e:  # noqa: BLE001
@@ -464,6 +503,9 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         twin = _tl_process(model)
     except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation, reported as such
         return not_applicable(f"TransformerLens cannot process it: {_short(e, 120)}")
+    changed = _processing_changes_outputs(model, twin, view)
+    if changed:
+        return not_applicable(changed)
     try:
         processed = tl_embspace.adapt(twin)
     except EmbSpaceError as e:
@@ -493,7 +535,33 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         for k, s in twin_checks.items()
         if s.kind == "fail"
     ]
-    return failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed()
+    return (
+        failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed(note)
+    )
+
+
+def _processing_changes_outputs(model: Any, twin: Any, view: Any) -> str:
+    """'' when TransformerLens's processing kept the model's function, else why it is no reference.
+
+    Processing must leave every next-token distribution unchanged (centring the unembedding
+    shifts all logits of a position equally, so log-softmax is compared). Where it does not
+    (e.g. Falcon without biases: TransformerLens folds LayerNorm biases into biases the model
+    never adds), the processed weights are not a reference to compare a folded view with.
+    """
+    tokens = _tokens(view, 0)
+    try:
+        with torch.no_grad():
+            raw = model(tokens).float().log_softmax(-1)
+            processed = twin(tokens).float().log_softmax(-1)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        return f"TransformerLens's processed model cannot run: {_short(e, 120)}"
+    dev = deviation(processed, raw)
+    if dev <= RTOL:
+        return ""
+    return (
+        f"TransformerLens's processing changes the model's outputs (log-softmax off by "
+        f"{dev:.2e}), so its processed weights are no reference"
+    )
 
 
 def _unfolded_norms(view: Any) -> str:
@@ -526,7 +594,7 @@ def _unfolded_norms(view: Any) -> str:
 _NORM_FIELDS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b", "ln_final_w", "ln_final_b")
 
 
-FORWARD_CHECKS = ("attention", "qk", "mlp", "logit_lens")
+FORWARD_CHECKS = ("attention", "qk", "mlp", "embedding", "logit_lens")
 
 
 def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
@@ -547,7 +615,7 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
             + ("q_norm_in", "q_norm_out", "k_norm_in", "k_norm_out")
             + _qk_fields(names)
             for layer in range(view.spec.n_layers)
-        } | {_at(names, "final_resid")}
+        } | {_at(names, "final_resid"), _at(names, "resid_pre", 0)}
         wanted.discard(None)
         logits, cache = _record(model, tokens, wanted)
     except Exception as e:  # noqa: BLE001
@@ -583,8 +651,20 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         lambda lw: _is_moe(lw) or (lw.W_in is not None and lw.W_out is not None),
         "MLP",
     )
+    try:
+        embedding = _embedding(view, tokens, cache, names)
+    except EmbSpaceError as e:
+        embedding = refused(_refusal(e))
+    except Exception as e:  # noqa: BLE001 - a bare error is a defect to report
+        embedding = failed(f"rebuilding the embedding raised {_short(e)}")
     lens = _logit_lens(view, logits, cache, names)
-    return {"attention": attention, "qk": qk, "mlp": mlp, "logit_lens": lens}
+    return {
+        "attention": attention,
+        "qk": qk,
+        "mlp": mlp,
+        "embedding": embedding,
+        "logit_lens": lens,
+    }
 
 
 def _qk_fields(names: Any) -> tuple[str, ...]:

@@ -213,6 +213,8 @@ FAMILIES: dict[str, Family] = {
     "FalconForCausalLM": Family(
         dict(new_decoder_architecture=False, multi_query=True, parallel_attn=True, alibi=False)
     ),
+    # BERT as a causal LM: its checkpoints set is_decoder (a causal mask in every layer).
+    "BertLMHeadModel": Family(dict(is_decoder=True)),
     "BloomForCausalLM": Family({}),
     "BloomModel": Family({}),
     "OPTForCausalLM": Family(dict(ffn_dim=96, word_embed_proj_dim=64)),

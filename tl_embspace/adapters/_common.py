@@ -170,7 +170,7 @@ def build_spec(
         rotary_dim=int(rotary_dim) if positional == "rotary" and rotary_dim else None,
         qk_norm=family.qk_norm,
         qk_norm_scope=family.qk_norm_scope,
-        embed_norm=family.embed_norm_without_weight,
+        embed_norm=family.embed_norm or family.embed_norm_without_weight,
         norm_offset=family.norm_offset,
         embed_scale=float(cfg.d_model) ** 0.5 if family.embed_scale_sqrt_d_model else 1.0,
         attn_softcap=_cap(getattr(cfg, "attn_scores_soft_cap", None)),

@@ -147,6 +147,71 @@ def _residual_scaled(
     return {k: scale(v) for k, v in attn.items()}, mlp
 
 
+def _position_module(model: Any, family: Family) -> Any:
+    """The Hugging Face module holding the position table, or None (rotary, ALiBi, none).
+
+    The family's ``position_table`` path when the bridge does not map the table (XGLM's
+    sinusoidal one), else the bridge's ``pos_embed``.
+    """
+    if family.position_table is not None:
+        module = model.original_model
+        for part in family.position_table.split("."):
+            module = getattr(module, part)
+        return module
+    pos = model._modules.get("pos_embed")
+    return None if pos is None else getattr(pos, "original_component", pos)
+
+
+def _position_offset(module: Any, family: Family, architecture: str) -> int:
+    """Rows of the position table before position 0's, as the family declares it.
+
+    Raises:
+        UnsupportedModelError: When the table's own ``offset`` attribute (OPT, XGLM) disagrees
+            with the family, or a padding-relative offset has no ``padding_idx``.
+    """
+    offset = family.position_offset
+    if offset == "padding_idx+1":
+        pad = getattr(module, "padding_idx", None)
+        if pad is None:
+            raise UnsupportedModelError(
+                f"{architecture}: family {family.name!r} offsets positions by padding_idx + 1 "
+                "but the position table has no padding_idx"
+            )
+        offset = int(pad) + 1
+    own = getattr(module, "offset", None)
+    if own is not None and own != offset:
+        raise UnsupportedModelError(
+            f"{architecture}: the position table starts position 0 at row {own} (its offset "
+            f"attribute) but family {family.name!r} declares position_offset={offset!r}; "
+            "W_pos would be misaligned, so this layout is not supported"
+        )
+    return int(offset)
+
+
+def _position_rows(module: Any, offset: int) -> Any:
+    """The table's rows from position 0's on: learned ``weight`` or a fixed ``weights`` buffer."""
+    table = getattr(module, "weight", None)
+    if table is None:
+        # A sinusoidal buffer grows when a longer sequence is run; keep its declared positions.
+        table = module.weights[: offset + module.num_positions]
+    return table[offset:]
+
+
+def _token_types(model: Any) -> Any:
+    """A copy of an encoder's token-type (segment) table, None where the bridge has none."""
+    module = model._modules.get("token_type_embed")
+    if module is None:
+        return None
+    return copy_tensor(getattr(module, "original_component", module).weight)
+
+
+# Top-level bridge components no family reads: each changes what the residual stream's basis is.
+_UNREAD_COMPONENTS = {
+    "project_in": "a projection from the word embeddings into the residual (OPT-350m)",
+    "project_out": "a projection from the residual to the unembedding (OPT-350m)",
+}
+
+
 class BridgeView(WeightView):
     """Read-only weights of a ``TransformerBridge``."""
 
@@ -169,6 +234,12 @@ class BridgeView(WeightView):
         moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
         # Granite's logits_scaling comes with its muP multipliers; Cohere's logit_scale alone.
         moe.setdefault("logit_scale", _logit_scale(model, family, architecture))
+        self._positions = _position_module(model, family)
+        positional: dict[str, Any] = {}
+        if self._positions is not None:
+            positional["position_offset"] = _position_offset(self._positions, family, architecture)
+        if family.position_table is not None:
+            positional["positional"] = "sinusoidal"
         spec = build_spec(
             model,
             cfg,
@@ -181,6 +252,7 @@ class BridgeView(WeightView):
             tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
             qkv_clip=_qkv_clip(model),
             **moe,
+            **positional,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
         self._check_layout()
@@ -188,7 +260,11 @@ class BridgeView(WeightView):
     @property
     def hook_names(self) -> HookNames:
         """Bridge hook names (see ``hooks.bridge_hook_names``)."""
-        names = bridge_hook_names(self.spec.n_layers, encoder=self.spec.is_encoder)
+        names = bridge_hook_names(
+            self.spec.n_layers,
+            encoder=self.spec.is_encoder,
+            post_norm=self.spec.norm_placement == "post",
+        )
         if self._family.shared_norm:
             # One norm feeds both sublayers: the MLP reads ln1 (reported as ln2 too).
             names = replace(names, mlp_in="blocks.{layer}.ln1.hook_normalized")
@@ -222,6 +298,28 @@ class BridgeView(WeightView):
         layers have none), and q/k norms exactly when the family reads them.
         """
         s = self.spec
+        for name, why in _UNREAD_COMPONENTS.items():
+            if name in self._model._modules:
+                raise UnsupportedModelError(
+                    f"{s.architecture}: the bridge has {name!r}, {why}, which the view does not "
+                    "read (W_E and W_U would not be in the residual's basis); not supported"
+                )
+        self._check_embed_scale()
+        self._check_hf_config()
+        if s.norm_placement == "post" and not s.is_encoder and "ln_final" in self._model._modules:
+            raise UnsupportedModelError(
+                f"{s.architecture}: a post-norm decoder is read without a final norm (its last "
+                "block's norm feeds W_U), but the bridge has ln_final; not supported"
+            )
+        # A weightless embedding norm (NanoChat) is not bridged as embed_ln: nothing to read.
+        has_embed_ln = "embed_ln" in self._model._modules
+        declared = self._family.embed_norm
+        if has_embed_ln != (s.is_encoder or declared):
+            raise UnsupportedModelError(
+                f"{s.architecture}: the bridge {'has' if has_embed_ln else 'has no'} embedding "
+                f"norm (embed_ln) but family {s.family!r} declares embed_norm={declared}; "
+                "W_E would not be the residual's basis, so this layout is not supported"
+            )
         expected = {
             "W_Q": (s.n_heads, s.d_model, s.d_head),
             "W_K": (s.n_kv_heads, s.d_model, s.d_head),
@@ -261,14 +359,51 @@ class BridgeView(WeightView):
                     "supported"
                 )
 
+    def _check_hf_config(self) -> None:
+        """Refuse a model whose Hugging Face config differs from what its family reads."""
+        config = getattr(self._model.original_model, "config", None)
+        for path, expected in self._family.hf_config:
+            value: Any = config
+            for part in path.split("."):
+                value = getattr(value, part, None)
+            if bool(value) if expected is None else value != expected:
+                wanted = "off" if expected is None else repr(expected)
+                raise UnsupportedModelError(
+                    f"{self.spec.architecture}: config.{path}={value!r}, but family "
+                    f"{self.spec.family!r} reads it as {wanted}; this configuration is not "
+                    "supported"
+                )
+
+    def _check_embed_scale(self) -> None:
+        """Refuse when the embedding module scales by other than ``spec.embed_scale``.
+
+        Scaled-embedding modules (XGLM's, Gemma-3's) carry their factor as ``embed_scale``;
+        the family declares it (``embed_scale_sqrt_d_model``), and the two must agree (an XGLM
+        checkpoint with ``scale_embedding=False`` is refused rather than read wrongly).
+        """
+        embed = self._model._modules.get("embed")
+        own = getattr(getattr(embed, "original_component", embed), "embed_scale", None)
+        if own is None:
+            return
+        own, declared = float(own), self.spec.embed_scale
+        if abs(own - declared) > 1e-6 * max(1.0, declared):
+            raise UnsupportedModelError(
+                f"{self.spec.architecture}: the embedding module scales token embeddings by "
+                f"{own:g} but family {self.spec.family!r} declares embed_scale={declared:g}; "
+                "this configuration is not supported"
+            )
+
     def _read_globals(self) -> GlobalWeights:
         m, s = self._model, self.spec
         w, b = _norm(m.ln_final, s.norm_type) if "ln_final" in m._modules else (None, None)
         w = self._gain(w)
         W_pos = None
-        if s.positional == "standard":
-            W_pos = m.pos_embed.weight
+        if s.positional in ("standard", "sinusoidal") and self._positions is not None:
+            W_pos = _position_rows(self._positions, s.position_offset)
         extra: dict[str, Any] = {}
+        if self._family.embed_norm:
+            emb_w, emb_b = _norm(m.embed_ln, "LN")
+            extra = dict(embed_ln_w=copy_tensor(emb_w), embed_ln_b=copy_tensor(emb_b))
         if s.is_encoder:
             head = m._modules.get("mlm_head")
             emb_w, emb_b = _norm(m.embed_ln, "LN")
@@ -277,6 +412,7 @@ class BridgeView(WeightView):
                 mlm_b=copy_tensor(head.bias) if head is not None else None,
                 embed_ln_w=copy_tensor(emb_w),
                 embed_ln_b=copy_tensor(emb_b),
+                W_token_type=_token_types(m),
             )
         return GlobalWeights(
             W_E=copy_tensor(m.W_E),

@@ -154,8 +154,17 @@ class FoldedView(WeightView):
         W_E, W_pos = g.W_E.float(), None if g.W_pos is None else g.W_pos.float()
         if self._center_write:
             W_E, W_pos = _center_write(W_E), _center_write(W_pos)
+        # An embedding norm (Bloom) sits before block 0: nothing reads its output but the
+        # residual, so it stays unfolded, as TransformerLens leaves it.
         return GlobalWeights(
-            W_E=W_E, W_U=W_U, b_U=b_U, W_pos=W_pos, ln_final_w=None, ln_final_b=None
+            W_E=W_E,
+            W_U=W_U,
+            b_U=b_U,
+            W_pos=W_pos,
+            ln_final_w=None,
+            ln_final_b=None,
+            embed_ln_w=g.embed_ln_w,
+            embed_ln_b=g.embed_ln_b,
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:

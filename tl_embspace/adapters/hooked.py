@@ -38,6 +38,17 @@ def _accept_hooked(cfg: Any, architecture: str) -> Family:
             "post-sublayer norms and logit scale are read and verified on the TransformerBridge "
             "only; load it with TransformerBridge"
         )
+    if family.norm_placement == "post" and not family.is_encoder:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r} (family {family.name!r}) is a post-norm decoder, "
+            "which HookedTransformer does not represent; load it with TransformerBridge"
+        )
+    if bool(getattr(cfg, "post_embedding_ln", False)) != family.embed_norm:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r}: cfg.post_embedding_ln="
+            f"{getattr(cfg, 'post_embedding_ln', None)!r} but family {family.name!r} declares "
+            f"embed_norm={family.embed_norm}; this configuration is not supported"
+        )
     return family
 
 
@@ -90,6 +101,8 @@ class HookedTransformerView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         m, cfg = self._model, self._model.cfg
         w, b = _norm_params(m.ln_final, cfg.normalization_type)
+        # Bloom: the embedding's own LayerNorm (Embed.ln), never folded by TransformerLens.
+        embed_ln = m.embed.ln if cfg.post_embedding_ln else None
         return GlobalWeights(
             W_E=copy_tensor(m.W_E),
             W_U=copy_tensor(m.W_U),
@@ -97,6 +110,8 @@ class HookedTransformerView(WeightView):
             W_pos=copy_tensor(m.W_pos) if cfg.positional_embedding_type == "standard" else None,
             ln_final_w=copy_tensor(w),
             ln_final_b=copy_tensor(b),
+            embed_ln_w=None if embed_ln is None else copy_tensor(embed_ln.w),
+            embed_ln_b=None if embed_ln is None else copy_tensor(embed_ln.b),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:
@@ -195,6 +210,7 @@ class HookedEncoderView(WeightView):
             mlm_b=copy_tensor(head.b),
             embed_ln_w=copy_tensor(m.embed.ln.w),
             embed_ln_b=copy_tensor(m.embed.ln.b),
+            W_token_type=copy_tensor(m.embed.token_type_embed.W_token_type),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:

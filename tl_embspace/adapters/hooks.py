@@ -146,7 +146,9 @@ class HookNames:
                 raise InvalidArgumentError(f"HookNames.{f.name}={value!r} has no '{{layer}}' field")
 
 
-def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:
+def bridge_hook_names(
+    n_layers: int, *, encoder: bool = False, post_norm: bool = False
+) -> HookNames:
     """``TransformerBridge`` names (TransformerLens 3.x and 4.x).
 
     Norm inputs are read at ``hook_normalized`` (after normalising, before the norm's weight and
@@ -154,8 +156,28 @@ def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:
     them too. In the bridge's BERT, ``attn.hook_out`` fires after the post-attention norm and the
     residual add, so attention's own output is read at the output projection ``attn.o.hook_out``;
     its MLP fires no ``mlp.hook_in`` on 3.x.
+
+    A post-norm *decoder* (GPT-1, ``post_norm`` without ``encoder``) has BERT's norm placement
+    but no final norm and no MLM head: the unembedding reads the last block's output
+    (``unembed.hook_in``).
     """
     del n_layers  # the bridge names the final norm's input directly
+    if post_norm and not encoder:
+        return HookNames(
+            resid_pre="blocks.{layer}.hook_resid_pre",
+            attn_in="blocks.{layer}.hook_resid_pre",
+            q="blocks.{layer}.attn.hook_q",
+            k="blocks.{layer}.attn.hook_k",
+            pattern="blocks.{layer}.attn.hook_pattern",
+            attn_out="blocks.{layer}.attn.o.hook_out",
+            mlp_in="blocks.{layer}.ln1.hook_normalized",
+            mlp_pre="blocks.{layer}.mlp.hook_pre",
+            mlp_post="blocks.{layer}.mlp.hook_post",
+            mlp_out="blocks.{layer}.hook_mlp_out",
+            resid_post="blocks.{layer}.hook_resid_post",
+            final_resid="unembed.hook_in",
+            norm_after=(("mlp_in", "ln1"),),
+        )
     if encoder:
         return HookNames(
             resid_pre="blocks.{layer}.hook_resid_pre",

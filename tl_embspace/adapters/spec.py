@@ -64,10 +64,12 @@ class ModelSpec:
             ``enable_compatibility_mode``).
         tied_embeddings: True when the raw output embedding is the input embedding transposed.
         positional: TransformerLens ``positional_embedding_type`` ("standard", "rotary",
-            "alibi", ...).
+            "alibi", ...), or "sinusoidal" for a fixed sinusoidal table the view exposes as
+            ``W_pos`` (XGLM, which TransformerLens calls "standard").
         gated_mlp: True for gated MLPs (SwiGLU/GeGLU): ``act(x W_gate) * (x W_in)``.
         parallel_attn_mlp: True when attention and MLP read the same residual (GPT-J/NeoX).
-        is_encoder: True for bidirectional encoders (BERT).
+        is_encoder: True for BERT-layout models (embedding LayerNorm, post-norm blocks, MLM-head
+            readout): bidirectional encoders, and BertLMHeadModel (causal mask, same layout).
         unembed_trained: False when ``W_U`` exists but was never trained (an encoder without its
             MLM head): projections through it are meaningless and the library refuses them.
         n_kv_heads: Number of key/value heads (== n_heads for MHA, 1 for MQA).
@@ -117,6 +119,11 @@ class ModelSpec:
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
             NanoChat's has no weight, so ``W_E``'s directions are the stream's (each row is
             only rescaled).
+        position_offset: The model's position table has this many rows before position 0's
+            (OPT, XGLM: 2; RoBERTa: ``padding_idx + 1``) as the backend holds it (0 on
+            ``HookedTransformer``, whose converters already drop those rows); the view's
+            ``W_pos`` starts at position 0, so ``W_pos[p]`` is what the model adds at
+            position ``p``.
     """
 
     model_name: str
@@ -162,6 +169,7 @@ class ModelSpec:
     qk_norm: bool = False
     qk_norm_scope: str = "head"
     embed_norm: bool = False
+    position_offset: int = 0
 
     @property
     def residual_normalised_in_place(self) -> bool:

@@ -149,6 +149,8 @@ class GlobalWeights:
     mlm_b: Float[Tensor, " d_model"] | None = None
     embed_ln_w: Float[Tensor, " d_model"] | None = None
     embed_ln_b: Float[Tensor, " d_model"] | None = None
+    # Encoders: token-type (segment) embeddings, added to every token with W_E and W_pos.
+    W_token_type: Float[Tensor, "n_types d_model"] | None = None
 
 
 def _times_qk_gain(w: Tensor, gain: Tensor | None) -> Tensor:

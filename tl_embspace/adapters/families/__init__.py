@@ -38,6 +38,10 @@ FEATURES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scale_embedding": (bool, "embeddings are scaled before block 0"),
     "use_qk_norm": (bool, "queries and keys are normalised per head"),
     "use_NTK_by_parts_rope": (lambda v: False, "rotary scaling (positions only)"),
+    "do_layer_norm_before": (
+        lambda v: v is False,
+        "norms after each residual add (OPT-350m's post-norm layers)",
+    ),
 }
 
 PLACEMENTS = ("pre", "post", "sublayer")
@@ -101,7 +105,8 @@ class Family:
             add) or "sublayer" (OLMo-2: no norm before attention/MLP; each sublayer's output
             is normalised before the residual add, so ``post_norms`` must be set and the view's
             ``ln1``/``ln2`` are ``None``, the identity).
-        is_encoder: Bidirectional encoder with an MLM head.
+        is_encoder: BERT's layout: embedding LayerNorm, post-norm blocks, MLM-head readout
+            (bidirectional, except BertLMHeadModel, which has it with a causal mask).
         understands: ``FEATURES`` this family's adapter handles correctly.
         act_fn: The MLP activation when TransformerLens's config does not spell it (None: trust
             ``cfg.act_fn``).
@@ -128,6 +133,23 @@ class Family:
         mup_multipliers: The model scales by muP multipliers from its Hugging Face config
             (Granite: ``embedding_multiplier``, ``residual_multiplier``, ``attention_multiplier``,
             ``logits_scaling``); see ``ModelSpec.residual_multiplier``.
+        position_offset: Rows of the model's position table before position 0's row: an int
+            (OPT, XGLM: 2), or ``"padding_idx+1"`` (RoBERTa: read from the table's
+            ``padding_idx``). The view's ``W_pos[p]`` is the row the model adds at position
+            ``p`` (``ModelSpec.position_offset`` records the offset); where the table has its
+            own ``offset`` attribute it must agree, else the model is refused.
+        embed_norm: A LayerNorm follows the embedding (Bloom's ``word_embeddings_layernorm``):
+            the view reads it as ``embed_ln_w``/``embed_ln_b`` and the residual basis of the
+            vocabulary is ``embed_ln(W_E)`` (``spec.embed_norm``, ``view.W_E_resid``).
+        position_table: Dotted path, inside the Hugging Face model, of a fixed (sinusoidal)
+            position table that the bridge does not map, read from its ``weights`` buffer
+            (XGLM); None: the bridge's ``pos_embed`` where TransformerLens declares standard
+            positions.
+        hf_config: ``(dotted attribute, value)`` pairs of the Hugging Face config that the
+            family's reading assumes; a model whose config differs is refused by name. A value
+            of None means "off" (None, False or 0): MPT's ``attn_config.clip_qkv`` (queries,
+            keys and values clamped); GPT-1's ``afn`` must be ``"gelu"`` (which it runs as the
+            tanh approximation, the family's ``act_fn``).
         notes: What a projection means for this family (README table).
     """
 
@@ -147,6 +169,10 @@ class Family:
     logit_scale: bool = False
     moe: MoELayout | None = None
     mup_multipliers: bool = False
+    embed_norm: bool = False
+    position_offset: int | str = 0
+    position_table: str | None = None
+    hf_config: tuple[tuple[str, Any], ...] = ()
     notes: str = ""
 
 
@@ -237,7 +263,9 @@ def check_config(family: Family, cfg: Any, architecture: str) -> None:
 # Importing the family modules registers them (one module per family).
 from . import (  # noqa: E402, F401, I001
     bert,
+    bloom,
     cohere,
+    falcon,
     gemma,
     glm,
     granite,
@@ -249,7 +277,10 @@ from . import (  # noqa: E402, F401, I001
     nemotron,
     neox,
     olmo,
+    openai_gpt,
+    opt,
     stablelm,
+    xglm,
     refused,
 )
 

@@ -32,11 +32,6 @@ refuse(
     "JetMoeForCausalLM",
 )
 refuse(
-    "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
-    "MLP activation is not spelt in TransformerLens's config",
-    "BloomForCausalLM",
-)
-refuse(
     "state-space / recurrent / hybrid layers have no attention weights to read",
     "MambaForCausalLM",
     "Mamba2ForCausalLM",
@@ -56,20 +51,8 @@ refuse(
     "CodeGenForCausalLM",
 )
 refuse(
-    "the MLP rebuilt from the bridge's weights does not match the forward pass "
-    "(new_decoder_architecture / shared-norm variants)",
-    "FalconForCausalLM",
-)
-refuse(
     "the xIELU activation has learned per-layer parameters the view does not expose",
     "ApertusForCausalLM",
 )
 refuse("BitLinear weight quantisation and sub-norms before o_proj/down_proj", "BitNetForCausalLM")
-refuse("learned positions are offset by 2 rows (W_pos[p] is not position p)", "OPTForCausalLM")
-refuse(
-    "ALiBi position bias and an activation not spelt in TransformerLens's config", "MptForCausalLM"
-)
-refuse("post-norm decoder (norm after each residual add)", "OpenAIGPTLMHeadModel")
-refuse("encoder not yet verified against the forward pass", "RobertaForMaskedLM", "BertLMHeadModel")
-refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
