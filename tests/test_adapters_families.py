@@ -95,7 +95,7 @@ def test_folded_rejects_unknown_options():
         ("MambaForCausalLM", "state-space"),
         ("BloomForCausalLM", "word_embeddings_layernorm"),
         ("VaultGemmaForCausalLM", "not verified"),
-        ("OlmoeForCausalLM", "whole query/key projection"),
+        ("JetMoeForCausalLM", "mixture-of-attention"),
     ],
 )
 def test_families_without_a_verified_adapter_are_refused_by_name(architecture, reason):
