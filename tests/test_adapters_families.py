@@ -96,7 +96,7 @@ def test_folded_rejects_unknown_options():
         ("MambaForCausalLM", "state-space"),
         ("DeepseekV2ForCausalLM", "multi-head latent attention"),
         ("VaultGemmaForCausalLM", "not verified"),
-        ("OlmoeForCausalLM", "whole query/key projection"),
+        ("JetMoeForCausalLM", "mixture-of-attention"),
     ],
 )
 def test_families_without_a_verified_adapter_are_refused_by_name(architecture, reason):

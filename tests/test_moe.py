@@ -1,8 +1,9 @@
 """Sparse mixture-of-experts: the weights read per expert, the FF and router interpreters, the job.
 
 Tiny Qwen2-MoE (every layer sparse, a shared expert with a sigmoid gate), Ernie-4.5-MoE (layer 0
-dense, layer 1 sparse, a selection-only correction bias, an ungated shared expert), Mixtral and
-Granite-MoE/Granite (muP multipliers) from the architecture zoo's builder. The hook checks that
+dense, layer 1 sparse, a selection-only correction bias, an ungated shared expert), Mixtral,
+FlexOlmo (post-sublayer norms) and Granite-MoE/Granite (muP multipliers) from the architecture
+zoo's builder. The hook checks that
 rebuild each MoE layer through its router live in the coverage harness (tests/archzoo); here:
 the weights against the Hugging Face tensors, the interpreters against dense references, and the
 harness's MoE rebuild against mutations it must catch.
@@ -225,3 +226,13 @@ def test_the_job_interprets_every_expert_labelled(tmp_path):
     assert sorted(set(values.extras["expert"].tolist())) == [-1, 0, 1, 2, 3]
     assert sparse["router"].labels == tuple(f"L1.router[{e}]" for e in range(4))
     assert "router" not in dense and dense["ff_value"].labels[0] == "L0.ff_value[0]"
+
+
+def test_post_norm_experts_are_read_as_written():
+    """FlexOlmo normalises the MoE output before the residual add: values carry that gain."""
+    space = _space("FlexOlmoForCausalLM", folded=False)
+    _, W = _dense_bases(space)
+    lw = space.view.layer(0)
+    assert lw.ln2_post_w is not None and lw.ln1_w is None
+    res = te.ff_value(space, layer=0, expert=1, neurons=[0, 3], k=K)
+    check_vectors(res, (lw.experts[1].W_out.float() * lw.ln2_post_w.float())[[0, 3]] @ W)

@@ -149,6 +149,12 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     q_norm_w = k_norm_w = None
     if getattr(cfg, "use_qk_norm", False):
         q_norm_w, k_norm_w = attn.q_norm.w, attn.k_norm.w
+    elif getattr(attn, "q_norm", None) is not None:
+        # TransformerLens 3.x gives OLMoE whole-projection q/k norms by architecture, without
+        # cfg.use_qk_norm: one gain per projection output, read per head as the bridge does.
+        n_kv = cfg.n_key_value_heads or cfg.n_heads
+        q_norm_w = attn.q_norm.w.reshape(cfg.n_heads, cfg.d_head)
+        k_norm_w = attn.k_norm.w.reshape(n_kv, cfg.d_head)
     return make_layer(
         layer,
         W_Q=attn.W_Q,

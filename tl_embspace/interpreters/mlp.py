@@ -127,6 +127,9 @@ def _ff(
             raise MissingWeightError(
                 f"layer {layer} of {space.view.spec.model_name}: expert {prefix} has no {weight}"
             )
+        if weight == "W_out" and lw.ln2_post_w is not None:
+            # What the residual receives: a post-MLP norm (FlexOlmo) scales the experts' sum.
+            w = w * lw.ln2_post_w.to(w.dtype)
         vectors = w.T if side == "read" else w
         idx = select(neurons, vectors.shape[0], "neurons")
         rows.append(vectors[idx].float())

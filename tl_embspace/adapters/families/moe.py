@@ -81,3 +81,38 @@ ERNIE_MOE = add(
         ),
     )
 )
+
+OLMOE = add(
+    Family(
+        name="olmoe",
+        architectures=frozenset({"OlmoeForCausalLM"}),
+        understands=frozenset({"num_experts", "use_qk_norm"}),
+        qk_norm=True,
+        qk_norm_scope="projection",
+        moe=MoELayout(),
+        notes=(
+            "Pre-norm, with q/k RMSNorms over the whole projection (gains read per head into "
+            "W_Q_qk/W_K_qk, as OLMo-2) and a sparse MoE MLP (softmax top-k, renormalised per "
+            f"the config's norm_topk_prob). {_MOE_NOTE}"
+        ),
+    )
+)
+
+FLEX_OLMO = add(
+    Family(
+        name="flex_olmo",
+        architectures=frozenset({"FlexOlmoForCausalLM"}),
+        understands=frozenset({"num_experts", "use_qk_norm"}),
+        norm_placement="sublayer",
+        post_norms=True,
+        qk_norm=True,
+        qk_norm_scope="projection",
+        moe=MoELayout(),
+        notes=(
+            "OLMo-2's block (no norm before attention/MLP; each sublayer's output RMS-normalised "
+            "and scaled before the residual add: the experts' values are read as written, times "
+            "the post-MLP gain) with a sparse MoE MLP (softmax top-k, norm_topk_prob from the "
+            f"config). {_MOE_NOTE}"
+        ),
+    )
+)

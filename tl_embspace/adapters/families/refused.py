@@ -16,17 +16,6 @@ refuse(
     "YoutuForCausalLM",
 )
 refuse(
-    "its q/k RMSNorms normalise the whole query/key projection, not each head (the families "
-    "that read q/k norms take per-head gains); its sparse MoE routing itself is the softmax "
-    "top-k the moe families read",
-    "OlmoeForCausalLM",
-)
-refuse(
-    "post-sublayer-only norms (no norm before attention/MLP) and q/k RMSNorms over the whole "
-    "projection; its sparse MoE routing itself is the softmax top-k the moe families read",
-    "FlexOlmoForCausalLM",
-)
-refuse(
     "mixture-of-attention: each token's query and output projections are routed among "
     "attention experts (MoA), so a head has no single W_Q/W_O",
     "JetMoeForCausalLM",
