@@ -151,11 +151,15 @@ def _tokens(view: Any, seed: int) -> Tensor:
 
 
 def _record(model: Any, tokens: Tensor, wanted: set[Any]) -> tuple[Tensor, dict[str, Tensor]]:
-    """Logits and the wanted hook values; run_with_cache removes its hooks when it returns."""
+    """Logits and the wanted hook values; run_with_cache removes its hooks when it returns.
+
+    A hook point the model has but its forward pass never reaches (GPT-1's last
+    ``hook_resid_post``) is left out, as a missing one is: checks needing it skip that layer.
+    """
     present = wanted & set(model.hook_dict)
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in present)
-    return logits, {k: cache[k].detach().float() for k in present}
+    return logits, {k: cache[k].detach().float() for k in present if k in cache}
 
 
 def _affine(x: Tensor, w: Tensor | None, b: Tensor | None) -> Tensor:
