@@ -2,8 +2,8 @@
 
 Runs the coverage harness's checks (``tests/archzoo``) on every architecture of the installed
 TransformerLens's adapter factory and renders architecture x {adapts, hook-verified attention,
-hook-verified Q/K, hook-verified MLP, logit lens, folded = TL processed, HookedTransformer on
-3.9}.
+hook-verified Q/K, hook-verified MLP, embedding (W_E, W_pos), logit lens, folded = TL processed,
+HookedTransformer on 3.9}.
 
 Usage (``scripts/coverage_table.sh`` does all three steps for both TransformerLens lines)::
 
@@ -31,6 +31,7 @@ COLUMNS = {
     "attention": "hook-verified attention",
     "qk": "hook-verified Q/K",
     "mlp": "hook-verified MLP",
+    "embedding": "embedding (W_E, W_pos)",
     "logit_lens": "logit lens",
     "folded_eq_tl": "folded = TL processed",
 }

@@ -153,6 +153,32 @@ def test_mlp_check_catches_a_missing_bias(monkeypatch):
     assert result["mlp"].kind == "fail" and "off by" in result["mlp"].reason
 
 
+def test_embedding_check_catches_a_W_pos_read_without_its_offset(monkeypatch):
+    """OPT's raw position table (rows 0, 1 before position 0's) as W_pos is caught."""
+    real_adapt = tl_embspace.adapt
+
+    def adapt(model):
+        view = real_adapt(model)
+        g = view.globals
+        raw = model.pos_embed.original_component.weight.detach()
+        # globals is a cached property: replace the cached value.
+        view.__dict__["globals"] = dataclasses.replace(g, W_pos=raw[: g.W_pos.shape[0]])
+        return view
+
+    monkeypatch.setattr(checks.tl_embspace, "adapt", adapt)
+    result = checks.verify(models.bridge("OPTForCausalLM"))
+    assert result["embedding"].kind == "fail" and "off by" in result["embedding"].reason
+
+
+def test_a_processing_that_changes_outputs_is_no_reference():
+    """Falcon's TransformerLens processing changes its outputs (n/a); GPT-2's does not."""
+    for name, changes in (("FalconForCausalLM", True), ("GPT2LMHeadModel", False)):
+        model = models.bridge(name)
+        view = tl_embspace.adapt(model)
+        reason = checks._processing_changes_outputs(model, checks._tl_process(model), view)
+        assert bool(reason) is changes, (name, reason)
+
+
 @pytest.mark.parametrize(
     "name", ["MixtralForCausalLM", "OlmoeForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"]
 )

@@ -32,6 +32,7 @@ PUBLIC = {
     "ff_key": te.ff_key,
     "ff_gate": te.ff_gate,
     "ff_value": te.ff_value,
+    "router": te.router,
     "q": te.query_subheads,
     "k": te.key_subheads,
     "v": te.value_subheads,
@@ -96,12 +97,14 @@ def test_a_function_call_equals_interpret(llama, name):
     }.get(name, dict(layer=1))
     if te.interpreters[name].scope == "head":
         options["head"] = 2
-    if name == "bias":  # Llama has no biases: the same clear error both ways
+    # Llama has no biases and no router (dense MLPs): the same clear error both ways.
+    missing = {"bias": "no b_O or b_out", "router": "no router"}
+    if name in missing:
         for call in (
             lambda: PUBLIC[name](llama, **options),
             lambda: te.interpret(name, llama, **options),
         ):
-            with pytest.raises(te.MissingWeightError, match="no b_O or b_out"):
+            with pytest.raises(te.MissingWeightError, match=missing[name]):
                 call()
         return
     a = PUBLIC[name](llama, write="W_U", k=3, **options)
@@ -115,6 +118,7 @@ def test_specs_declare_what_the_job_and_atlas_select_on():
     assert all(x.side in ("read×read", "read×write") for x in s.select(produces="pairs"))
     assert [x.name for x in s.select(indexed_by="neuron")] == ["ff_key", "ff_gate", "ff_value"]
     assert [x.name for x in s.select(indexed_by="kv_head")] == ["k", "v"]
+    assert [x.name for x in s.select(indexed_by="expert")] == ["router"]
     assert [x.name for x in s.select(scope="model")] == ["direction", "embedding"]
     assert [x.name for x in s.select(scope="head")] == ["qk_pairs", "ov_pairs", "svd_ov", "svd_qk"]
     assert {x.name: x.side for x in s.select(indexed_by="neuron")} == {
@@ -155,7 +159,10 @@ def test_an_attention_only_layer_gets_no_mlp_interpreters(llama):
 @pytest.mark.parametrize(
     "options,match",
     [
-        (dict(layr=1), r"'layr' \(did you mean 'layer'\?\).*valid options: layer, neurons, k"),
+        (
+            dict(layr=1),
+            r"'layr' \(did you mean 'layer'\?\).*valid options: layer, neurons, expert, k",
+        ),
         (dict(layer=1, neuron=[0]), r"did you mean 'neurons'"),
         (dict(layer=1, wirte="W_U"), r"did you mean 'write'"),  # codespell:ignore
         (dict(layer=1, colour="red"), r"unknown option\(s\) 'colour'; valid options"),

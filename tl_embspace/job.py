@@ -21,10 +21,11 @@ from .results import PairProjection, Provenance, VectorProjection
 from .space import EmbeddingSpace
 from .tokens import TokenFilter
 
-#: The per-row interpreters the job runs in every layer (FF neurons, Q/K/V/O sub-heads); the
+#: The per-row interpreters the job runs in every layer (FF neurons, Q/K/V/O sub-heads, and on
+#: sparse-MoE layers every expert's neurons, labelled by expert, and the router's columns); the
 #: others it runs are the registry's head-scope ones (SVDs of each head's circuits, QK/OV pairs)
-#: and its per-component ones (singular directions of W_in and W_out).
-ROW_INDEX = ("neuron", "head", "kv_head")
+#: and its per-component ones (singular directions of W_in and W_out, dense layers only).
+ROW_INDEX = ("neuron", "head", "kv_head", "expert")
 
 
 def job_interpreters(lw: Any) -> dict[str, list[InterpreterSpec]]:
@@ -158,7 +159,7 @@ def interpret_model(
     writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
     view = adapt(model)
     if weights == "auto":
-        weights = "folded" if view.spec.norm_placement == "pre" else "raw"
+        weights = "raw" if view.spec.residual_normalised_in_place else "folded"
     if weights == "folded":
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)

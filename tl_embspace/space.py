@@ -8,7 +8,8 @@ are chosen independently:
 - ``W_U``: matrix ``W_U``. Output embedding: the logit a written vector adds to each token (the
   paper's ``E``).
 - ``W_E``: matrix ``W_Eᵀ``. Input embedding: how strongly a read vector responds to each token's
-  embedding.
+  embedding. Where a norm follows the embedding (Bloom, ``spec.embed_norm``) the matrix is
+  ``embed_ln(W_E)ᵀ``, the tokens as the residual stream receives them.
 - ``pinv``: matrix ``pinv(W_U)ᵀ``. The paper's exact read side ``E'ᵀ`` (``E E' = I``):
   coordinates such that ``x = scores @ W_Uᵀ`` would rebuild ``x``; dense, not top-k friendly.
 - ``pinv_W_E``: matrix ``pinv(W_Eᵀ)ᵀ``. The same with the input embedding.
@@ -108,6 +109,12 @@ def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
         return Basis("custom", name.float())
     if name == "W_U":
         return Basis("W_U", _unembed(view))
+    if name == "W_E" and view.spec.embed_norm:
+        # A norm follows the embedding (Bloom): tokens enter the residual as embed_ln(W_E).
+        return Basis("embed_ln(W_E)^T", view.W_E_resid.float().T)
+    if name == "pinv_W_E" and view.spec.embed_norm:
+        E = view.W_E_resid.float().T
+        return Basis("pinv(embed_ln(W_E)^T)^T", _pinv_t(E, view.W_E.dtype))
     if name == "W_E":
         return Basis("W_E^T", view.W_E.float().T)
     if name == "pinv":

@@ -6,16 +6,28 @@ layer's normalised attention input, attention pattern and attention output, the 
 input and MLP output, the final residual and the logits. It then rebuilds, in float32, from the
 VIEW's weights only:
 
-* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` with ``x`` the
+* ``attention``: ``sum_h pattern_h @ (x W_V[h] + b_V[h]) @ W_O[h] + b_O`` (values clamped
+  to ``[-c, c]`` where ``spec.qkv_clip`` says the model does) with ``x`` the
   sublayer's input (the hooked tensor, times the view's own norm weight plus bias where
   ``names.norm_for`` says the hook fires before them, so norm gains are checked too; query head
-  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``);
+  ``h`` reads key/value head ``h // group`` through the view's expanded ``W_V``); where the
+  view has post-sublayer norm gains, the rebuilt output RMS-normalised and times the gain
+  must also equal what the residual gains around the sublayer (``resid_mid - resid_pre``, and
+  ``resid_post - resid_mid`` for the MLP);
 * ``qk`` (where the adapter names query/key hooks, ``HookNames.q``/``.k``: the projections
-  before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads);
+  before any q/k norm and rotary): ``x W_Q + b_Q`` and ``x W_K + b_K`` (grouped heads); with
+  q/k norms whose hooks the adapter names (the bridge does; ``HookedTransformer`` has no hook
+  after its q-norm's weight), also each norm's hooked output against its hooked input
+  normalised over the last axis times the view's ``q_norm_w``/``k_norm_w`` (per head or
+  whole projection);
 * ``mlp``: ``act(x W_gate) * (x W_in + b_in)`` (gated) or ``act(x W_in + b_in)``, then
   ``@ W_out + b_out``, with the activation named by ``view.spec.act_fn``; for a sparse MoE
   layer whose view exposes ``experts`` and ``W_router``, the same per expert, mixed by the
   router's top-k softmax weights (plus a shared expert where there is one);
+* ``embedding``: the residual entering block 0 rebuilt from ``W_E[tokens] * spec.embed_scale``
+  plus ``W_pos[p]`` at position ``p`` (so ``W_pos[p]`` must be the row the model adds at
+  position ``p``, whatever offset its table has) plus the token-type row 0 where the view has
+  one, through the embedding norm (``embed_ln_w``/``embed_ln_b``) where the model has one;
 * ``logit_lens``: ``view.logits(final_resid)`` against the model's logits;
 * ``folded_eq_tl``: ``adapt(model).folded()`` against ``adapt`` of a deep copy that
   TransformerLens processed itself (``enable_compatibility_mode`` / ``process_weights_``), and
@@ -37,7 +49,7 @@ from torch import Tensor
 import tl_embspace
 from tl_embspace.errors import EmbSpaceError
 
-CHECKS = ("adapts", "attention", "qk", "mlp", "logit_lens", "folded_eq_tl")
+CHECKS = ("adapts", "attention", "qk", "mlp", "embedding", "logit_lens", "folded_eq_tl")
 RTOL = 1e-4  # max |got - expected| allowed, relative to max(1, max |expected|)
 SEQ_LEN = 12
 
@@ -173,12 +185,17 @@ def _attention(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: 
     v = torch.einsum("bpd,hde->bphe", x, lw.W_V.float())
     if lw.b_V is not None:
         v = v + lw.b_V.float()
+    clip = getattr(view.spec, "qkv_clip", None)
+    if clip is not None:  # OLMo's clip_qkv: the model clamps values after the projection
+        v = v.clamp(-clip, clip)
     z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
     out = torch.einsum("bqhe,hem->bqm", z, lw.W_O.float())
     if lw.b_O is not None:
         out = out + lw.b_O.float()
     dev = deviation(out, cache[_at(names, "attn_out", layer)])
-    return "" if dev <= RTOL else f"layer {layer}: attention output off by {dev:.2e}"
+    if dev > RTOL:
+        return f"layer {layer}: attention output off by {dev:.2e}"
+    return _post_norm(view, lw.ln1_post_w, out, cache, names, ("resid_pre", "resid_mid"), layer)
 
 
 def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -> str:
@@ -193,7 +210,32 @@ def _qk(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) ->
         dev = deviation(got, cache[_at(names, which, layer)])
         if dev > RTOL:
             problems.append(f"layer {layer}: {label} off by {dev:.2e}")
-    return "; ".join(problems)
+    if view.spec.qk_norm and getattr(names, "q_norm_in", None):
+        problems += [_qk_norm(view, lw, cache, names, layer, which) for which in ("q", "k")]
+    return "; ".join(p for p in problems if p)
+
+
+def _qk_norm(
+    view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int, which: str
+) -> str:
+    """'' when the hooked q (k) norm's output is its input normalised times the view's gain.
+
+    The adapter names the norm's input and output hooks (``HookNames.q_norm_in`` ...), with
+    the normalised axis last: ``d_head`` for per-head norms, all heads at once where the whole
+    projection is normalised (``spec.qk_norm_scope``), where the view's ``[heads, d_head]``
+    gain is flattened in head order. So the gains, and the scope, are checked against the
+    forward pass.
+    """
+    hooks = (_at(names, f"{which}_norm_in", layer), _at(names, f"{which}_norm_out", layer))
+    if any(h not in cache for h in hooks):
+        return f"layer {layer}: {which}-norm gain unchecked: its hooks {hooks} did not fire"
+    x = cache[hooks[0]]
+    got = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + view.spec.eps)
+    gain = getattr(lw, f"{which}_norm_w")
+    if gain is not None:
+        got = got * gain.float().reshape(-1)
+    dev = deviation(got, cache[hooks[1]])
+    return "" if dev <= RTOL else f"layer {layer}: {which}-norm output off by {dev:.2e}"
 
 
 def _activation(name: str) -> Callable[[Tensor], Tensor]:
@@ -224,13 +266,20 @@ def _dense_mlp(view: Any, w: Any, x: Tensor) -> Tensor:
 
 
 def _moe(view: Any, lw: Any, x: Tensor) -> Tensor:
-    """Sparse MoE through the router: softmax, top-k (renormalised if the spec says so)."""
+    """Sparse MoE through the router: softmax, top-k (renormalised if the spec says so).
+
+    The rule of ``tl_embspace.adapters.families.MoELayout``, written out independently here.
+    """
     logits = x @ lw.W_router.float()
     b_router = getattr(lw, "b_router", None)
     if b_router is not None:
         logits = logits + b_router.float()
     probs = logits.softmax(-1)
-    top_p, top_e = probs.topk(view.spec.experts_per_token, dim=-1)
+    # A selection bias (Ernie-4.5) chooses the experts; the weights stay the probabilities.
+    select = getattr(lw, "router_selection_bias", None)
+    choice = probs if select is None else probs + select.float()
+    top_e = choice.topk(view.spec.experts_per_token, dim=-1).indices
+    top_p = probs.gather(-1, top_e)
     if view.spec.norm_topk_prob:
         top_p = top_p / top_p.sum(-1, keepdim=True)
     outs = torch.stack([_dense_mlp(view, e, x) for e in lw.experts], dim=-2)  # [..., E, d]
@@ -249,7 +298,41 @@ def _mlp(view: Any, lw: Any, cache: dict[str, Tensor], names: Any, layer: int) -
     x = _normed(names, "mlp_in", lw, cache[_at(names, "mlp_in", layer)])
     out = _moe(view, lw, x) if _is_moe(lw) else _dense_mlp(view, lw, x)
     dev = deviation(out, cache[_at(names, "mlp_out", layer)])
-    return "" if dev <= RTOL else f"layer {layer}: MLP output off by {dev:.2e}"
+    if dev > RTOL:
+        return f"layer {layer}: MLP output off by {dev:.2e}"
+    post = getattr(lw, "ln2_post_w", None)
+    return _post_norm(view, post, out, cache, names, ("resid_mid", "resid_post"), layer)
+
+
+def _post_norm(
+    view: Any,
+    gain: Tensor | None,
+    out: Tensor,
+    cache: dict[str, Tensor],
+    names: Any,
+    around: tuple[str, str],
+    layer: int,
+) -> str:
+    """'' when the sublayer's rebuilt output, through its post-norm, is what the residual gains.
+
+    Models with post-sublayer norms (Gemma-2/3, OLMo-2, GLM-4) add
+    ``rms_normalise(out) * gain`` to the residual: that must equal the hooked difference of the
+    residual around the sublayer (``around``: before and after hooks), so the view's post-norm
+    gains (``ln1_post_w``/``ln2_post_w``, offsets included) are checked against the forward
+    pass too. Nothing to check (``''``) without a gain.
+    """
+    if gain is None:
+        return ""
+    before, after = (_at(names, f, layer) for f in around)
+    if before not in cache or after not in cache:
+        return (
+            f"layer {layer}: post-norm gain unchecked: the adapter names no "
+            f"{' / '.join(around)} hooks"
+        )
+    expected = cache[after] - cache[before]
+    written = out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + view.spec.eps) * gain.float()
+    dev = deviation(written, expected)
+    return "" if dev <= RTOL else f"layer {layer}: post-norm output off by {dev:.2e}"
 
 
 def _is_moe(lw: Any) -> bool:
@@ -294,6 +377,36 @@ def _per_layer(
         return not_applicable("no layer checked: " + "; ".join(skipped))
     note = f"layers {checked}" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
     return passed(note if skipped else "")
+
+
+def _embedding(view: Any, tokens: Tensor, cache: dict[str, Tensor], names: Any) -> Status:
+    """The residual entering block 0 from the view's embedding weights alone.
+
+    ``W_E[t] * embed_scale + W_pos[p] (+ W_token_type[0])``, then the embedding norm when the
+    view has one (BERT-style encoders, Bloom, NanoChat): a ``W_pos`` whose row ``p`` is not what the
+    model adds at position ``p`` (OPT's and RoBERTa's offset tables), a missing embedding
+    scale or an embedding norm left out all show here.
+    """
+    hook = _at(names, "resid_pre", 0)
+    if hook is None or hook not in cache:
+        return not_applicable(f"hook {hook!r} not in the model")
+    g, s = view.globals, view.spec
+    x = g.W_E.float()[tokens] * s.embed_scale
+    if g.W_pos is not None:
+        x = x + g.W_pos.float()[: tokens.shape[1]]
+    token_type = getattr(g, "W_token_type", None)
+    if token_type is not None:
+        x = x + token_type.float()[0]  # every token has type 0 here, as in the forward pass
+    if s.embed_norm or g.embed_ln_w is not None or g.embed_ln_b is not None:
+        # NanoChat's embedding norm is a weightless RMSNorm: no centring, no affine part.
+        if s.norm_type == "LN":
+            x = x - x.mean(-1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + s.eps)
+        x = _affine(x, g.embed_ln_w, g.embed_ln_b)
+    dev = deviation(x, cache[hook])
+    if dev <= RTOL:
+        return passed("with W_pos" if g.W_pos is not None else "")
+    return failed(f"residual entering block 0 off by {dev:.2e}")
 
 
 def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any) -> Status:
@@ -375,8 +488,13 @@ def _tl_process(model: Any) -> Any:
 def _folded_eq_tl(model: Any, view: Any) -> Status:
     if view.spec.weights_processed:
         return not_applicable("the model's weights are already processed by TransformerLens")
+    # Compare like with like: where TransformerLens's adapter declares it does not centre
+    # writing weights (XGLM: its sinusoidal positions are a buffer it cannot centre), fold
+    # without centring too, and say so in the cell.
+    center = bool(getattr(getattr(model, "adapter", None), "supports_center_writing_weights", True))
+    note = "" if center else "center_writing_weights=False, as TransformerLens processes it"
     try:
-        folded = view.folded()
+        folded = view.folded(center_writing_weights=center)
     except EmbSpaceError as e:
         return refused(f"folded(): {_refusal(e)}")
     except Exception as e:  # noqa: BLE001
@@ -385,6 +503,9 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         twin = _tl_process(model)
     except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation, reported as such
         return not_applicable(f"TransformerLens cannot process it: {_short(e, 120)}")
+    changed = _processing_changes_outputs(model, twin, view)
+    if changed:
+        return not_applicable(changed)
     try:
         processed = tl_embspace.adapt(twin)
     except EmbSpaceError as e:
@@ -414,7 +535,33 @@ def _folded_eq_tl(model: Any, view: Any) -> Status:
         for k, s in twin_checks.items()
         if s.kind == "fail"
     ]
-    return failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed()
+    return (
+        failed("; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")) if diffs else passed(note)
+    )
+
+
+def _processing_changes_outputs(model: Any, twin: Any, view: Any) -> str:
+    """'' when TransformerLens's processing kept the model's function, else why it is no reference.
+
+    Processing must leave every next-token distribution unchanged (centring the unembedding
+    shifts all logits of a position equally, so log-softmax is compared). Where it does not
+    (e.g. Falcon without biases: TransformerLens folds LayerNorm biases into biases the model
+    never adds), the processed weights are not a reference to compare a folded view with.
+    """
+    tokens = _tokens(view, 0)
+    try:
+        with torch.no_grad():
+            raw = model(tokens).float().log_softmax(-1)
+            processed = twin(tokens).float().log_softmax(-1)
+    except Exception as e:  # noqa: BLE001 - TransformerLens's own limitation
+        return f"TransformerLens's processed model cannot run: {_short(e, 120)}"
+    dev = deviation(processed, raw)
+    if dev <= RTOL:
+        return ""
+    return (
+        f"TransformerLens's processing changes the model's outputs (log-softmax off by "
+        f"{dev:.2e}), so its processed weights are no reference"
+    )
 
 
 def _unfolded_norms(view: Any) -> str:
@@ -433,6 +580,13 @@ def _unfolded_norms(view: Any) -> str:
             b = getattr(lw, k)
             if b is not None and b.abs().max().item() > 0:
                 found.append(f"{k}[{layer}]")
+    g = view.globals
+    if g.ln_final_w is not None and not torch.allclose(
+        g.ln_final_w.float(), torch.ones_like(g.ln_final_w.float())
+    ):
+        found.append("ln_final_w")
+    if g.ln_final_b is not None and g.ln_final_b.abs().max().item() > 0:
+        found.append("ln_final_b")
     return ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
 
 
@@ -440,7 +594,7 @@ def _unfolded_norms(view: Any) -> str:
 _NORM_FIELDS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b", "ln_final_w", "ln_final_b")
 
 
-FORWARD_CHECKS = ("attention", "qk", "mlp", "logit_lens")
+FORWARD_CHECKS = ("attention", "qk", "mlp", "embedding", "logit_lens")
 
 
 def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
@@ -456,9 +610,12 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         names = hook_names(view)
         wanted = {
             _at(names, f, layer)
-            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out") + _qk_fields(names)
+            for f in ("attn_in", "pattern", "attn_out", "mlp_in", "mlp_out")
+            + ("resid_pre", "resid_mid", "resid_post")
+            + ("q_norm_in", "q_norm_out", "k_norm_in", "k_norm_out")
+            + _qk_fields(names)
             for layer in range(view.spec.n_layers)
-        } | {_at(names, "final_resid")}
+        } | {_at(names, "final_resid"), _at(names, "resid_pre", 0)}
         wanted.discard(None)
         logits, cache = _record(model, tokens, wanted)
     except Exception as e:  # noqa: BLE001
@@ -494,8 +651,20 @@ def forward_checks(model: Any, view: Any, seed: int = 0) -> dict[str, Status]:
         lambda lw: _is_moe(lw) or (lw.W_in is not None and lw.W_out is not None),
         "MLP",
     )
+    try:
+        embedding = _embedding(view, tokens, cache, names)
+    except EmbSpaceError as e:
+        embedding = refused(_refusal(e))
+    except Exception as e:  # noqa: BLE001 - a bare error is a defect to report
+        embedding = failed(f"rebuilding the embedding raised {_short(e)}")
     lens = _logit_lens(view, logits, cache, names)
-    return {"attention": attention, "qk": qk, "mlp": mlp, "logit_lens": lens}
+    return {
+        "attention": attention,
+        "qk": qk,
+        "mlp": mlp,
+        "embedding": embedding,
+        "logit_lens": lens,
+    }
 
 
 def _qk_fields(names: Any) -> tuple[str, ...]:

@@ -157,6 +157,7 @@ class Family:
 
 
 GQA = dict(num_key_value_heads=2)
+_HYBRID = ["sliding_attention", "full_attention"]
 _SOFTCAP = dict(final_logit_softcapping=5.0, attn_logit_softcapping=10.0)
 _SSM = dict(mamba_n_heads=8, mamba_d_state=16, mamba_chunk_size=16, mamba_expand=2)
 _LINEAR_ATTN = dict(
@@ -171,7 +172,8 @@ FAMILIES: dict[str, Family] = {
     # Families whose config defaults are MHA but whose released checkpoints use GQA.
     "ApertusForCausalLM": Family(dict(GQA)),
     "ArceeForCausalLM": Family(dict(GQA)),
-    "Exaone4ForCausalLM": Family(dict(GQA, sliding_window=8)),
+    # Hybrid sliding/global layers (the global ones without rotary) in both kinds.
+    "Exaone4ForCausalLM": Family(dict(GQA, sliding_window=8, layer_types=_HYBRID)),
     "HunYuanDenseV1ForCausalLM": Family(dict(GQA)),
     "LlamaForCausalLM": Family(dict(GQA, attention_bias=False)),
     "MistralForCausalLM": Family(dict(GQA, sliding_window=8)),
@@ -211,15 +213,17 @@ FAMILIES: dict[str, Family] = {
     "FalconForCausalLM": Family(
         dict(new_decoder_architecture=False, multi_query=True, parallel_attn=True, alibi=False)
     ),
+    # BERT as a causal LM: its checkpoints set is_decoder (a causal mask in every layer).
+    "BertLMHeadModel": Family(dict(is_decoder=True)),
     "BloomForCausalLM": Family({}),
     "BloomModel": Family({}),
     "OPTForCausalLM": Family(dict(ffn_dim=96, word_embed_proj_dim=64)),
     "XGLMForCausalLM": Family(dict(ffn_dim=96)),
     "CohereForCausalLM": Family(dict(GQA, logit_scale=0.5)),
-    "Cohere2ForCausalLM": Family(dict(GQA, logit_scale=0.5, sliding_window=8)),
+    "Cohere2ForCausalLM": Family(dict(GQA, logit_scale=0.5, sliding_window=8, layer_types=_HYBRID)),
     "OlmoForCausalLM": Family(dict(GQA, clip_qkv=None)),
     "Olmo2ForCausalLM": Family(dict(GQA)),
-    "Olmo3ForCausalLM": Family(dict(GQA, sliding_window=8)),
+    "Olmo3ForCausalLM": Family(dict(GQA, sliding_window=8, layer_types=_HYBRID)),
     "OlmoeForCausalLM": Family(dict(GQA)),
     "GraniteForCausalLM": Family(
         dict(
@@ -530,6 +534,9 @@ def hooked(name: str, processed: bool = False) -> Any:
 
     d = hf_dir(name)
     cfg_dict = loading.convert_hf_model_config(d)
+    # Some converters pin bfloat16 (Mixtral); the bridge runs the same weights in float32, and
+    # the two views are compared weight for weight.
+    cfg_dict["dtype"] = torch.float32
     fields = HookedTransformerConfig.__dataclass_fields__
     cfg = HookedTransformerConfig(**{k: v for k, v in cfg_dict.items() if k in fields})
     encoder = name.startswith("Bert")

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnsupportedModelError
+from .families import FAMILIES
 from .hooks import HookNames
 from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, MLPWeights, expand_kv
@@ -64,7 +65,7 @@ class FoldedView(WeightView):
                 f"center_unembed=True changes {spec.model_name}'s logits: its final logits are "
                 f"soft-capped (final_softcap={spec.final_softcap}); use center_unembed=False"
             )
-        if spec.norm_placement != "pre":
+        if spec.residual_normalised_in_place:
             raise UnsupportedModelError(
                 f"cannot fold the norms of {spec.model_name}: "
                 f"norm_placement={spec.norm_placement!r}. In a post-norm model the norm's output "
@@ -90,8 +91,22 @@ class FoldedView(WeightView):
         flags += ["center_writing_weights"] if self._center_write else []
         flags += ["center_unembed"] if center_unembed else []
         flags += ["fold_value_biases"] if fold_value_biases else []
+        # TransformerLens folds Cohere's logit_scale into W_U (and b_U), so do we; Granite's
+        # logits_scaling is one of its muP multipliers, which TransformerLens leaves to the
+        # forward pass: it stays in the spec, applied by view.logits.
+        family = FAMILIES[spec.family] if spec.family in FAMILIES else None
+        self._fold_logit_scale = (
+            spec.logit_scale != 1.0 and family is not None and family.logit_scale
+        )
+        if self._fold_logit_scale:
+            flags += ["logit_scale"]
         weights = f"folded({', '.join(flags)}) of {base.weights}"
-        super().__init__(replace(spec, ln_folded=True), weights, base.tokenizer)
+        folded_spec = replace(
+            spec,
+            ln_folded=True,
+            logit_scale=1.0 if self._fold_logit_scale else spec.logit_scale,
+        )
+        super().__init__(folded_spec, weights, base.tokenizer)
 
     @property
     def hook_names(self) -> HookNames:
@@ -123,16 +138,33 @@ class FoldedView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         g = self._base.globals
         is_ln = self.spec.norm_type == "LN"
-        W_U = _center_read(_scale_rows(g.W_U.float(), g.ln_final_w), is_ln)
+        # A final LayerNorm without a weight (OLMo's non-parametric one) leaves nothing to fold:
+        # TransformerLens then leaves W_U's read side uncentred too (centring it would not
+        # change the logits either, LayerNorm's output being mean-free), and so do we.
+        W_U = _center_read(
+            _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
+        )
         b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
+        if self._fold_logit_scale:
+            scale = self._base.spec.logit_scale
+            W_U, b_U = W_U * scale, None if b_U is None else b_U * scale
         if self._center_unembed:
             W_U = W_U - W_U.mean(-1, keepdim=True)
             b_U = None if b_U is None else b_U - b_U.mean()
         W_E, W_pos = g.W_E.float(), None if g.W_pos is None else g.W_pos.float()
         if self._center_write:
             W_E, W_pos = _center_write(W_E), _center_write(W_pos)
+        # An embedding norm (Bloom) sits before block 0: nothing reads its output but the
+        # residual, so it stays unfolded, as TransformerLens leaves it.
         return GlobalWeights(
-            W_E=W_E, W_U=W_U, b_U=b_U, W_pos=W_pos, ln_final_w=None, ln_final_b=None
+            W_E=W_E,
+            W_U=W_U,
+            b_U=b_U,
+            W_pos=W_pos,
+            ln_final_w=None,
+            ln_final_b=None,
+            embed_ln_w=g.embed_ln_w,
+            embed_ln_b=g.embed_ln_b,
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:
@@ -167,10 +199,20 @@ class FoldedView(WeightView):
         W_gate, b_gate = read(f["W_gate"], mlp_ln_w, mlp_ln_b, f["b_gate"], False)
         W_O: Tensor = f["W_O"]
         b_O, W_out, b_out = f["b_O"], f["W_out"], f["b_out"]
-        experts, W_router = None, None
+        experts, W_router, shared, W_shared_gate = None, None, None, None
         if lw.experts is not None:
+            if mlp_ln_b is not None:
+                # A LayerNorm bias would reach the router and the gates as biases the view does
+                # not carry; no sparse-MoE family read here has one.
+                raise UnsupportedModelError(
+                    f"cannot fold layer {layer} of {self.spec.model_name}: a sparse-MoE layer "
+                    "after a LayerNorm with a bias is not supported; use the raw weights"
+                )
             experts = tuple(self._fold_expert(e, mlp_ln_w, mlp_ln_b, read) for e in lw.experts)
             W_router, _ = read(f["W_router"], mlp_ln_w, mlp_ln_b, None)
+            if lw.shared_expert is not None:
+                shared = self._fold_expert(lw.shared_expert, mlp_ln_w, mlp_ln_b, read)
+            W_shared_gate, _ = read(f["W_shared_gate"], mlp_ln_w, mlp_ln_b, None)
         if self._fold_value_biases and b_Vg is not None:
             # Attention patterns sum to one, so each head adds b_V @ W_O whatever it attends to.
             b_V = expand_kv(b_Vg, W_Q.shape[0])
@@ -213,6 +255,9 @@ class FoldedView(WeightView):
             ln2_post_w=f["ln2_post_w"],
             experts=experts,
             W_router=W_router,
+            router_selection_bias=f["router_selection_bias"],
+            shared_expert=shared,
+            W_shared_gate=W_shared_gate,
         )
 
     def _fold_expert(

@@ -5,22 +5,49 @@ from typing import Any
 import torch
 
 from ..errors import UnsupportedModelError
-from ._common import accept, build_spec
+from ._common import accept, build_spec, moe_spec
 from .families import Family
 from .hooks import HookNames, hooked_encoder_hook_names, hooked_transformer_hook_names
 from .spec import ModelFacts
 from .view import WeightView
-from .weights import GlobalWeights, LayerWeights, copy_tensor, make_layer, mlp_fields
+from .weights import (
+    GlobalWeights,
+    LayerWeights,
+    MLPWeights,
+    copy_tensor,
+    make_layer,
+    mlp_fields,
+)
 
 
 def _accept_hooked(cfg: Any, architecture: str) -> Family:
     """The family, refusing features only the bridge view reads (not verified on this backend)."""
     family = accept(cfg, architecture)
-    if family.post_norms or family.norm_offset or family.embed_scale_sqrt_d_model:
+    bridge_only = (
+        family.post_norms,
+        family.norm_offset,
+        family.embed_scale_sqrt_d_model,
+        family.logit_scale,
+        family.embed_norm_without_weight,
+        family.mup_multipliers,
+    )
+    if any(bridge_only):
         raise UnsupportedModelError(
             f"architecture={architecture!r} (family {family.name!r}) is not supported on "
-            "HookedTransformer: its norm offsets, embedding scale and post-sublayer norms are "
-            "read and verified on the TransformerBridge only; load it with TransformerBridge"
+            "HookedTransformer: its norm offsets, embedding scale or norm, muP multipliers, "
+            "post-sublayer norms and logit scale are read and verified on the TransformerBridge "
+            "only; load it with TransformerBridge"
+        )
+    if family.norm_placement == "post" and not family.is_encoder:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r} (family {family.name!r}) is a post-norm decoder, "
+            "which HookedTransformer does not represent; load it with TransformerBridge"
+        )
+    if bool(getattr(cfg, "post_embedding_ln", False)) != family.embed_norm:
+        raise UnsupportedModelError(
+            f"architecture={architecture!r}: cfg.post_embedding_ln="
+            f"{getattr(cfg, 'post_embedding_ln', None)!r} but family {family.name!r} declares "
+            f"embed_norm={family.embed_norm}; this configuration is not supported"
         )
     return family
 
@@ -43,6 +70,13 @@ class HookedTransformerView(WeightView):
         family = _accept_hooked(cfg, architecture)
         self._model = model
         processed = cfg.normalization_type in ("LNPre", "RMSPre")
+        # TransformerLens 3.x's MoE (Mixtral, OLMoE) is sparse on every layer, no shared expert.
+        moe = moe_spec(family, cfg, None, tuple(range(cfg.n_layers))) if family.moe else {}
+        if family.moe is not None and family.moe.shared_expert is not None:
+            raise UnsupportedModelError(
+                f"architecture={architecture!r}: HookedTransformer has no shared expert; load "
+                "it with TransformerBridge"
+            )
         spec = build_spec(
             model,
             cfg,
@@ -55,6 +89,7 @@ class HookedTransformerView(WeightView):
             # HookedTransformer keeps a separate W_U even for tied checkpoints; equal raw weights
             # is what "tied" means. Processing changes W_U, so declare it when loading processed.
             tied_embeddings=bool(torch.equal(model.W_U, model.W_E.T)),
+            **moe,
         )
         super().__init__(spec, "tl-processed" if processed else "raw", model.tokenizer)
 
@@ -66,6 +101,8 @@ class HookedTransformerView(WeightView):
     def _read_globals(self) -> GlobalWeights:
         m, cfg = self._model, self._model.cfg
         w, b = _norm_params(m.ln_final, cfg.normalization_type)
+        # Bloom: the embedding's own LayerNorm (Embed.ln), never folded by TransformerLens.
+        embed_ln = m.embed.ln if cfg.post_embedding_ln else None
         return GlobalWeights(
             W_E=copy_tensor(m.W_E),
             W_U=copy_tensor(m.W_U),
@@ -73,6 +110,8 @@ class HookedTransformerView(WeightView):
             W_pos=copy_tensor(m.W_pos) if cfg.positional_embedding_type == "standard" else None,
             ln_final_w=copy_tensor(w),
             ln_final_b=copy_tensor(b),
+            embed_ln_w=None if embed_ln is None else copy_tensor(embed_ln.w),
+            embed_ln_b=None if embed_ln is None else copy_tensor(embed_ln.b),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:
@@ -92,9 +131,30 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
     # norm into it).
     ln2_w, ln2_b = _norm_params(block.ln2, cfg.normalization_type) if has_mlp else (None, None)
     mlp = block.mlp if has_mlp else None
+    moe: dict[str, Any] = {}
+    if mlp is not None and getattr(cfg, "num_experts", None):
+        # TransformerLens's MoE: experts are nn.Linear (weight [out, in]), router W_gate too.
+        moe = dict(
+            experts=tuple(
+                MLPWeights(
+                    W_in=copy_tensor(e.W_in.weight.T),
+                    W_gate=copy_tensor(e.W_gate.weight.T),
+                    W_out=copy_tensor(e.W_out.weight.T),
+                )
+                for e in mlp.experts
+            ),
+            W_router=mlp.W_gate.weight.T,
+        )
+        mlp = None
     q_norm_w = k_norm_w = None
     if getattr(cfg, "use_qk_norm", False):
         q_norm_w, k_norm_w = attn.q_norm.w, attn.k_norm.w
+    elif getattr(attn, "q_norm", None) is not None:
+        # TransformerLens 3.x gives OLMoE whole-projection q/k norms by architecture, without
+        # cfg.use_qk_norm: one gain per projection output, read per head as the bridge does.
+        n_kv = cfg.n_key_value_heads or cfg.n_heads
+        q_norm_w = attn.q_norm.w.reshape(cfg.n_heads, cfg.d_head)
+        k_norm_w = attn.k_norm.w.reshape(n_kv, cfg.d_head)
     return make_layer(
         layer,
         W_Q=attn.W_Q,
@@ -106,6 +166,7 @@ def _read_tl_block(block: Any, cfg: Any, layer: int) -> LayerWeights:
         b_V_grouped=b_V,
         b_O=attn.b_O,
         **mlp_fields(mlp, cfg.gated_mlp),
+        **moe,
         ln1_w=ln1_w,
         ln1_b=ln1_b,
         ln2_w=ln2_w,
@@ -155,6 +216,7 @@ class HookedEncoderView(WeightView):
             mlm_b=copy_tensor(head.b),
             embed_ln_w=copy_tensor(m.embed.ln.w),
             embed_ln_b=copy_tensor(m.embed.ln.b),
+            W_token_type=copy_tensor(m.embed.token_type_embed.W_token_type),
         )
 
     def _read_layer(self, layer: int) -> LayerWeights:

@@ -27,6 +27,11 @@ LAYER_FIELDS = (
     "mlp_post",
     "mlp_out",
     "resid_post",
+    "resid_mid",
+    "q_norm_in",
+    "q_norm_out",
+    "k_norm_in",
+    "k_norm_out",
 )
 
 
@@ -64,6 +69,18 @@ class HookNames:
             ``W_out`` and ``b_out``).
         resid_post: The residual stream leaving block ``layer`` (the next block's
             ``resid_pre``; in BERT, after the block's second norm).
+        resid_mid: The residual stream between attention's residual add and the MLP's
+            ``[batch, pos, d_model]``; named where a check needs it (models with post-sublayer
+            norms: ``resid_mid - resid_pre`` is attention's output after its post-norm), else
+            None.
+        q_norm_in: With q/k norms (``spec.qk_norm``): the queries entering the q-norm, the
+            normalised axis last (``[..., d_head]`` for per-head norms, ``[..., n_heads *
+            d_head]`` where the whole projection is normalised, ``spec.qk_norm_scope``); else
+            None.
+        q_norm_out: The q-norm's output (same layout): ``q_norm_in`` normalised over its last
+            axis, times the view's ``q_norm_w`` (flattened for a whole projection).
+        k_norm_in: As ``q_norm_in``, for keys (grouped heads).
+        k_norm_out: As ``q_norm_out``, for keys (``k_norm_w``).
         final_resid: Not a format string: the concrete name of the residual entering the final
             norm (for an encoder, entering the MLM head's transform). ``view.logits`` of this
             tensor reproduces the model's logits.
@@ -88,6 +105,11 @@ class HookNames:
     resid_post: str | None
     final_resid: str
     norm_after: tuple[tuple[str, str], ...] = ()
+    resid_mid: str | None = None
+    q_norm_in: str | None = None
+    q_norm_out: str | None = None
+    k_norm_in: str | None = None
+    k_norm_out: str | None = None
 
     def at(self, field: str, layer: int | None = None) -> str:
         """The concrete hook name of ``field`` at ``layer``.
@@ -124,7 +146,9 @@ class HookNames:
                 raise InvalidArgumentError(f"HookNames.{f.name}={value!r} has no '{{layer}}' field")
 
 
-def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:
+def bridge_hook_names(
+    n_layers: int, *, encoder: bool = False, post_norm: bool = False
+) -> HookNames:
     """``TransformerBridge`` names (TransformerLens 3.x and 4.x).
 
     Norm inputs are read at ``hook_normalized`` (after normalising, before the norm's weight and
@@ -132,8 +156,28 @@ def bridge_hook_names(n_layers: int, *, encoder: bool = False) -> HookNames:
     them too. In the bridge's BERT, ``attn.hook_out`` fires after the post-attention norm and the
     residual add, so attention's own output is read at the output projection ``attn.o.hook_out``;
     its MLP fires no ``mlp.hook_in`` on 3.x.
+
+    A post-norm *decoder* (GPT-1, ``post_norm`` without ``encoder``) has BERT's norm placement
+    but no final norm and no MLM head: the unembedding reads the last block's output
+    (``unembed.hook_in``).
     """
     del n_layers  # the bridge names the final norm's input directly
+    if post_norm and not encoder:
+        return HookNames(
+            resid_pre="blocks.{layer}.hook_resid_pre",
+            attn_in="blocks.{layer}.hook_resid_pre",
+            q="blocks.{layer}.attn.hook_q",
+            k="blocks.{layer}.attn.hook_k",
+            pattern="blocks.{layer}.attn.hook_pattern",
+            attn_out="blocks.{layer}.attn.o.hook_out",
+            mlp_in="blocks.{layer}.ln1.hook_normalized",
+            mlp_pre="blocks.{layer}.mlp.hook_pre",
+            mlp_post="blocks.{layer}.mlp.hook_post",
+            mlp_out="blocks.{layer}.hook_mlp_out",
+            resid_post="blocks.{layer}.hook_resid_post",
+            final_resid="unembed.hook_in",
+            norm_after=(("mlp_in", "ln1"),),
+        )
     if encoder:
         return HookNames(
             resid_pre="blocks.{layer}.hook_resid_pre",

@@ -52,7 +52,11 @@ class ModelSpec:
         tl_version: TransformerLens version the model was loaded with.
         architecture: Original architecture (e.g. "LlamaForCausalLM").
         norm_type: "LN" (LayerNorm, centres and scales) or "RMS" (RMSNorm, scales only).
-        norm_placement: "pre" (norm before each sublayer) or "post" (BERT-style, after the add).
+        norm_placement: "pre" (norm before each sublayer), "post" (BERT-style, after the add)
+            or "sublayer" (OLMo-2: no norm before attention/MLP, only on each sublayer's output
+            before the residual add; ``ln1``/``ln2`` are ``None`` in the view, the identity).
+            In "pre" and "sublayer" models the residual stream itself is only normalised by
+            the final norm, so ``folded()`` applies (``residual_normalised_in_place`` is False).
         ln_folded: True when norm weights are already folded into the next linear maps (the norms
             then only normalise); false for raw weights.
         weights_processed: True when TransformerLens processed the weights at load
@@ -60,10 +64,12 @@ class ModelSpec:
             ``enable_compatibility_mode``).
         tied_embeddings: True when the raw output embedding is the input embedding transposed.
         positional: TransformerLens ``positional_embedding_type`` ("standard", "rotary",
-            "alibi", ...).
+            "alibi", ...), or "sinusoidal" for a fixed sinusoidal table the view exposes as
+            ``W_pos`` (XGLM, which TransformerLens calls "standard").
         gated_mlp: True for gated MLPs (SwiGLU/GeGLU): ``act(x W_gate) * (x W_in)``.
         parallel_attn_mlp: True when attention and MLP read the same residual (GPT-J/NeoX).
-        is_encoder: True for bidirectional encoders (BERT).
+        is_encoder: True for BERT-layout models (embedding LayerNorm, post-norm blocks, MLM-head
+            readout): bidirectional encoders, and BertLMHeadModel (causal mask, same layout).
         unembed_trained: False when ``W_U`` exists but was never trained (an encoder without its
             MLM head): projections through it are meaningless and the library refuses them.
         n_kv_heads: Number of key/value heads (== n_heads for MHA, 1 for MQA).
@@ -76,15 +82,48 @@ class ModelSpec:
         attn_softcap: Attention-logit soft-cap ``c`` (scores become ``c * tanh(s / c)``), or None.
         final_softcap: Final-logit soft-cap, or None. Projection scores are *pre-cap*: capping
             is monotone, so the top-k order of one logit vector is unchanged.
-        n_experts: Experts per sparse-MoE layer (0 for dense MLPs).
+        qkv_clip: The forward pass clamps queries, keys and values to ``[-c, c]`` after their
+            projections (OLMo's ``clip_qkv``), or None. The view's weights are the unclipped
+            linear maps; an activation beyond ``c`` is clipped by the model, not by them.
+        n_experts: Experts per sparse-MoE layer (0 for dense MLPs). ``d_mlp`` is then one
+            expert's width (an interleaved stack's dense layers and a shared expert may be
+            wider: read their tensors' shapes in the view).
         experts_per_token: Experts each token is routed to (0 for dense MLPs).
+        norm_topk_prob: Sparse MoE: the top-k routing probabilities are renormalised to sum to
+            one (else they are the softmax over all experts, as selected).
+        moe_layers: Indices of the sparse-MoE layers (others are dense; Ernie-4.5 starts with
+            dense layers).
+        shared_expert: Sparse MoE: every MoE layer also runs a shared expert on every token.
+        residual_multiplier: Every sublayer's output is multiplied by this before the residual
+            add (Granite's muP ``residual_multiplier``). The view's written weights (``W_O``,
+            ``b_O``, ``W_out``, ``b_out``, every expert's ``W_out``) already include it, so they
+            are what the residual receives.
+        attn_scale: The attention-score scale when it is not ``1 / sqrt(d_head)`` (Granite's
+            ``attention_multiplier``), else None. QK scores are unscaled ``x W_Q W_Kᵀ yᵀ``; the
+            scale multiplies them all, so their order is unchanged.
+        logit_scale: The model multiplies its logits by this after ``W_U`` and ``b_U``
+            (Cohere's ``config.logit_scale``, Granite's ``1 / logits_scaling``; 1.0 elsewhere,
+            and once TransformerLens has folded it into ``W_U``). ``view.logits`` applies it;
+            a positive factor leaves every ranking unchanged, so projection scores through the
+            raw ``W_U`` are scaled, not reordered.
         attention_layers: Indices of the blocks that have attention.
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
-        qk_norm: True when queries and keys are normalised per head (Qwen3, OLMo-2, Gemma-3):
-            the view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
+        qk_norm: True when queries and keys are normalised (Qwen3, OLMo-2, Gemma-3): the
+            view's ``q_norm_w``/``k_norm_w`` gains are part of the QK circuit.
+        qk_norm_scope: With ``qk_norm``: "head" when each head's query/key is normalised on
+            its own (gains ``[d_head]``), "projection" when the whole query (key) projection of
+            a token is normalised at once (OLMo-2/3: gains ``[n_heads, d_head]`` and
+            ``[n_kv_heads, d_head]``, the normalising scalar shared by a token's heads).
         embed_norm: True when a norm follows the embedding (Bloom's
             ``word_embeddings_layernorm``): the residual stream starts at ``embed_ln(W_E)``.
+            NanoChat's has no weight, so ``W_E``'s directions are the stream's (each row is
+            only rescaled).
+        position_offset: The model's position table has this many rows before position 0's
+            (OPT, XGLM: 2; RoBERTa: ``padding_idx + 1``) as the backend holds it (0 on
+            ``HookedTransformer``, whose converters already drop those rows); the view's
+            ``W_pos`` starts at position 0, so ``W_pos[p]`` is what the model adds at
+            position ``p``.
     """
 
     model_name: str
@@ -116,12 +155,29 @@ class ModelSpec:
     embed_scale: float = 1.0
     attn_softcap: float | None = None
     final_softcap: float | None = None
+    qkv_clip: float | None = None
     n_experts: int = 0
     experts_per_token: int = 0
+    norm_topk_prob: bool = False
+    moe_layers: tuple[int, ...] = ()
+    shared_expert: bool = False
+    residual_multiplier: float = 1.0
+    attn_scale: float | None = None
+    logit_scale: float = 1.0
     attention_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False
+    qk_norm_scope: str = "head"
     embed_norm: bool = False
+    position_offset: int = 0
+
+    @property
+    def residual_normalised_in_place(self) -> bool:
+        """True when a norm's output replaces the residual stream (post-norm BERT).
+
+        Then no norm weight can move into the next sublayer's weights (``folded()`` refuses).
+        """
+        return self.norm_placement == "post"
 
     @property
     def group_size(self) -> int:

@@ -76,6 +76,25 @@ class WeightView(ABC):
         return self.globals.W_U
 
     @property
+    def W_E_resid(self) -> Float[Tensor, "d_vocab d_model"]:
+        """Each token's embedding as the residual stream receives it, without positions.
+
+        ``W_E`` itself, except where a norm follows the embedding (``spec.embed_norm``: Bloom's
+        LayerNorm, NanoChat's weightless RMSNorm, of the model's ``norm_type``): then
+        ``embed_ln(W_E)`` row by row, the vector block 0 reads for that token. (The
+        ``embed_scale`` of Gemma-like models is left out, as in the ``W_E`` basis: it scales
+        every row alike.)
+        """
+        if not self.spec.embed_norm:
+            return self.W_E
+        g = self.globals
+        x = self.W_E.float()
+        if self.spec.norm_type == "LN":
+            x = x - x.mean(-1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.spec.eps)
+        return _affine(x, g.embed_ln_w, g.embed_ln_b)
+
+    @property
     def b_U(self) -> Float[Tensor, " d_vocab_out"] | None:
         """Unembedding bias, or None."""
         return self.globals.b_U
@@ -112,7 +131,10 @@ class WeightView(ABC):
         ``HookedTransformer`` can be read in the same coordinates as
         ``HookedTransformer.from_pretrained``. Idempotent: folding folded weights changes nothing.
         Per-head q/k norms and post-sublayer norms are not folded (they act after a
-        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``).
+        normalisation); their gains stay in the view (``W_Q_qk``, ``W_O_written``). A model
+        without pre-sublayer norms (``norm_placement="sublayer"``, OLMo-2) only has its final
+        norm folded. A logit scale (Cohere, ``spec.logit_scale``) is folded into ``W_U`` and
+        ``b_U``, as TransformerLens does; the folded spec records 1.0.
 
         Args:
             center_writing_weights: Remove the mean over ``d_model`` from what sublayers write
@@ -147,9 +169,12 @@ class WeightView(ABC):
     def final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """Apply the model's final norm (with its weights) as the model's forward pass does.
 
-        For encoders this is the MLM head's transform (dense, activation, LayerNorm).
+        For encoders this is the MLM head's transform (dense, activation, LayerNorm). A post-norm
+        decoder (GPT-1) has none: its last block's norm output is what ``W_U`` reads.
         """
         g = self.globals
+        if self.spec.norm_placement == "post" and not self.spec.is_encoder:
+            return x.float()
         if self.spec.is_encoder:
             if g.mlm_W is None:
                 raise MissingWeightError(
@@ -165,11 +190,15 @@ class WeightView(ABC):
     def logits(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab_out"]:
         """The model's own readout of a final residual: final norm, ``W_U``, ``b_U``.
 
-        With a final-logit soft-cap (Gemma-2) the capped logits are returned, as the model
-        returns them; projection scores elsewhere are pre-cap (see ``ModelSpec.final_softcap``).
+        A logit scale (Cohere's ``logit_scale``, Granite's ``1 / logits_scaling``;
+        ``spec.logit_scale``) multiplies the logits before any cap. With a final-logit soft-cap
+        (Gemma-2) the capped logits are returned, as the model returns them; projection scores
+        elsewhere are unscaled and pre-cap (see ``ModelSpec``).
         """
         out = self.final_norm(resid) @ self.W_U.float()
         out = out if self.b_U is None else out + self.b_U.float()
+        if self.spec.logit_scale != 1.0:
+            out = out * self.spec.logit_scale
         cap = self.spec.final_softcap
         return out if cap is None else cap * torch.tanh(out / cap)
 

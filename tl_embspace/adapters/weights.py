@@ -70,12 +70,25 @@ class LayerWeights:
     ln2_post_w: Float[Tensor, " d_model"] | None = None
     # A gated MLP's gate bias: absent in checkpoints, appears when a LayerNorm bias is folded.
     b_gate: Float[Tensor, " d_mlp"] | None = None
-    # Per-head q/k norm gains (Qwen3, OLMo-2 store them per d_head; see ModelSpec.qk_norm).
-    q_norm_w: Float[Tensor, " d_head"] | None = None
-    k_norm_w: Float[Tensor, " d_head"] | None = None
-    # Sparse MoE: one MLP per expert and the router (logits = x @ W_router).
+    # q/k norm gains (see ModelSpec.qk_norm_scope): ``[d_head]``, shared by every head, where
+    # each head is normalised on its own (Qwen3, Gemma-3); per head, ``[n_heads, d_head]`` and
+    # grouped ``[n_kv_heads, d_head]``, where the whole projection is (OLMo-2/3).
+    q_norm_w: Float[Tensor, " d_head"] | Float[Tensor, "n_heads d_head"] | None = None
+    k_norm_w: Float[Tensor, " d_head"] | Float[Tensor, "n_kv_heads d_head"] | None = None
+    # Sparse MoE: one MLP per expert and the router (logits = x @ W_router); see
+    # families.MoELayout for the routing rule. A bias added to the router's probabilities for
+    # selection only (Ernie-4.5); an always-on shared expert, and its sigmoid gate
+    # (sigmoid(x @ W_shared_gate) scales the shared expert's output) where it has one.
     experts: tuple[MLPWeights, ...] | None = None
     W_router: Float[Tensor, "d_model n_experts"] | None = None
+    router_selection_bias: Float[Tensor, " n_experts"] | None = None
+    shared_expert: MLPWeights | None = None
+    W_shared_gate: Float[Tensor, "d_model 1"] | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a sparse mixture-of-experts layer (its MLPs are ``experts``)."""
+        return self.experts is not None
 
     @property
     def b_K(self) -> Float[Tensor, "n_heads d_head"] | None:
@@ -91,10 +104,11 @@ class LayerWeights:
     def W_Q_qk(self) -> Float[Tensor, "n_heads d_model d_head"]:
         """``W_Q`` as the QK circuit sees it: with the q-norm gain folded in (when there is one).
 
-        The per-head normalisation itself (a positive scalar per query) is left out, as the
-        residual norm is.
+        The normalisation itself (a positive scalar per query and head, or per query shared by
+        its heads where the whole projection is normalised) is left out, as the residual norm
+        is.
         """
-        return self.W_Q if self.q_norm_w is None else self.W_Q * self.q_norm_w.to(self.W_Q.dtype)
+        return _times_qk_gain(self.W_Q, self.q_norm_w)
 
     @property
     def W_O_written(self) -> Float[Tensor, "n_heads d_head d_model"]:
@@ -114,7 +128,10 @@ class LayerWeights:
     @property
     def W_K_qk(self) -> Float[Tensor, "n_heads d_model d_head"]:
         """``W_K`` (expanded) with the k-norm gain folded in (see ``W_Q_qk``)."""
-        return self.W_K if self.k_norm_w is None else self.W_K * self.k_norm_w.to(self.W_K.dtype)
+        g = self.k_norm_w
+        if g is not None and g.ndim == 2:  # grouped per-head gains: expanded as W_K is
+            g = expand_kv(g, self.W_Q.shape[0])
+        return _times_qk_gain(self.W_K, g)
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,16 @@ class GlobalWeights:
     mlm_b: Float[Tensor, " d_model"] | None = None
     embed_ln_w: Float[Tensor, " d_model"] | None = None
     embed_ln_b: Float[Tensor, " d_model"] | None = None
+    # Encoders: token-type (segment) embeddings, added to every token with W_E and W_pos.
+    W_token_type: Float[Tensor, "n_types d_model"] | None = None
+
+
+def _times_qk_gain(w: Tensor, gain: Tensor | None) -> Tensor:
+    """``w [n_heads, d_model, d_head]`` times a q/k gain, ``[d_head]`` or ``[n_heads, d_head]``."""
+    if gain is None:
+        return w
+    gain = gain.to(w.dtype)
+    return w * (gain[:, None, :] if gain.ndim == 2 else gain)
 
 
 @overload
@@ -187,6 +214,7 @@ def make_layer(
     W_V_grouped: Tensor,
     W_O: Tensor,
     experts: tuple[MLPWeights, ...] | None = None,
+    shared_expert: MLPWeights | None = None,
     **rest: Any,
 ) -> LayerWeights:
     """Build a LayerWeights from copies of the model's tensors, expanding K/V once here."""
@@ -202,6 +230,7 @@ def make_layer(
         W_K_grouped=W_Kg,
         W_V_grouped=W_Vg,
         experts=experts,
+        shared_expert=shared_expert,
         **copies,
     )
 

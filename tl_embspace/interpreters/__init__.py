@@ -1,6 +1,7 @@
 """Interpreters: typed public functions, each registered with a spec (see ``spec.py``).
 
-Importing this package registers, in this (stable) order: ``ff_key``, ``ff_gate``, ``ff_value``;
+Importing this package registers, in this (stable) order: ``ff_key``, ``ff_gate``, ``ff_value``,
+``router``;
 sub-heads ``q``, ``k``, ``v``, ``o``; ``qk_pairs``, ``ov_pairs``; ``svd_ov``, ``svd_qk``,
 ``svd_in``, ``svd_out``; ``direction``, ``bias``, ``embedding``. Every one is also a function
 (``ff_value(model, layer=3)``); ``interpret(name, model, **options)`` runs one by name.
@@ -9,7 +10,7 @@ sub-heads ``q``, ``k``, ``v``, ``o``; ``qk_pairs``, ``ov_pairs``; ``svd_ov``, ``
 # Module order is the registry's order, which the job and the atlas follow: keep it.
 # isort: off
 from ._base import Selection, Source, as_space, project_pairs, project_vectors
-from .mlp import ff_gate, ff_key, ff_value
+from .mlp import ff_gate, ff_key, ff_value, router
 from .attention import (
     key_subheads,
     output_subheads,
@@ -54,6 +55,7 @@ __all__ = [
     "qk_pairs",
     "query_subheads",
     "register_interpreter",
+    "router",
     "svd_in",
     "svd_out",
     "svd_ov",

@@ -32,7 +32,9 @@ from ..errors import InvalidArgumentError, OptionError
 from ..registry import Registry
 
 Produces = Literal["vectors", "pairs"]
-IndexedBy = Literal["neuron", "head", "kv_head", "component", "parameter", "token", "free"]
+IndexedBy = Literal[
+    "neuron", "head", "kv_head", "expert", "component", "parameter", "token", "free"
+]
 Side = Literal["read", "write", "read×read", "read×write", "per_call"]
 Scope = Literal["layer", "head", "model"]
 
@@ -41,6 +43,7 @@ INDEXED_BY: tuple[str, ...] = (
     "neuron",
     "head",
     "kv_head",
+    "expert",
     "component",
     "parameter",
     "token",
@@ -67,7 +70,8 @@ class InterpreterSpec:
         produces: ``"vectors"`` (a VectorProjection: top/bottom tokens per row) or ``"pairs"``
             (a PairProjection: top/bottom token pairs of a factored vocab x vocab circuit).
         indexed_by: What the result's rows (or, for pairs and per-head SVDs, the calls) are keyed
-            by: ``neuron``, ``head`` (query head), ``kv_head``, ``component`` (singular
+            by: ``neuron``, ``head`` (query head), ``kv_head``, ``expert`` (a sparse-MoE
+            layer's experts), ``component`` (singular
             direction), ``parameter`` (a named bias), ``token`` or ``free`` (user vectors).
         side: The basis side(s) used: ``read``, ``write``, ``read×read`` / ``read×write``
             (pairs: left × right) or ``per_call`` (chosen by an option, e.g. ``which=``).

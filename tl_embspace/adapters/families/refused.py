@@ -16,26 +16,9 @@ refuse(
     "YoutuForCausalLM",
 )
 refuse(
-    "sparse mixture-of-experts MLPs have no single W_in/W_out (per-expert views not yet "
-    "verified against the forward pass)",
-    "MixtralForCausalLM",
-    "Qwen2MoeForCausalLM",
-    "Qwen3MoeForCausalLM",
-    "OlmoeForCausalLM",
-    "GraniteMoeForCausalLM",
-    "Ernie4_5_MoeForCausalLM",
-)
-refuse(
-    "post-sublayer norms (the norm sits after attention/MLP, before the residual add)",
-    "Olmo2ForCausalLM",
-    "Olmo3ForCausalLM",
-    "Glm4ForCausalLM",
-    "Exaone4ForCausalLM",
-)
-refuse(
-    "word_embeddings_layernorm follows the embedding (W_E is not the residual basis) and the "
-    "MLP activation is not spelt in TransformerLens's config",
-    "BloomForCausalLM",
+    "mixture-of-attention: each token's query and output projections are routed among "
+    "attention experts (MoA), so a head has no single W_Q/W_O",
+    "JetMoeForCausalLM",
 )
 refuse(
     "state-space / recurrent / hybrid layers have no attention weights to read",
@@ -52,46 +35,13 @@ refuse(
     "Lfm2ForCausalLM",
 )
 refuse(
-    "muP multipliers (embedding, residual, attention, logits) are not folded into the weights",
-    "GraniteForCausalLM",
-)
-refuse(
     "parallel block whose bridge cannot run its forward pass in TransformerLens 4.3 "
     "(CodeGenAttention has no embed_positions), so its fused qkv split is unverified",
     "CodeGenForCausalLM",
 )
 refuse(
-    "logits are multiplied by config.logit_scale, which the view does not fold",
-    "CohereForCausalLM",
-    "Cohere2ForCausalLM",
-)
-refuse(
-    "the MLP rebuilt from the bridge's weights does not match the forward pass "
-    "(new_decoder_architecture / shared-norm variants)",
-    "FalconForCausalLM",
-)
-refuse(
-    "non-parametric LayerNorm: the folded view's W_U does not yet equal TransformerLens's "
-    "processed one",
-    "OlmoForCausalLM",
-)
-refuse(
     "the xIELU activation has learned per-layer parameters the view does not expose",
     "ApertusForCausalLM",
 )
-refuse("LayerNorm1P (weight + 1) and the relu2 activation", "NemotronForCausalLM")
 refuse("BitLinear weight quantisation and sub-norms before o_proj/down_proj", "BitNetForCausalLM")
-refuse("learned positions are offset by 2 rows (W_pos[p] is not position p)", "OPTForCausalLM")
-refuse(
-    "ALiBi position bias and an activation not spelt in TransformerLens's config", "MptForCausalLM"
-)
-refuse("post-norm decoder (norm after each residual add)", "OpenAIGPTLMHeadModel")
-refuse("encoder not yet verified against the forward pass", "RobertaForMaskedLM", "BertLMHeadModel")
-refuse(
-    "LayerNorm with a gated MLP: the gate bias from folding is not yet verified",
-    "StableLmForCausalLM",
-)
-refuse("sinusoidal positions (no W_pos to read)", "XGLMForCausalLM")
 refuse("fused W_in = [in; gate] is not split", "ModernBertDecoderForCausalLM")
-refuse("RMSNorm without a weight, not yet verified", "NanoChatForCausalLM")
-refuse("post-sublayer norms and partial-rotary interleaving, not yet verified", "GlmForCausalLM")
