@@ -272,3 +272,17 @@ def test_permuted_heads_and_neurons_keep_each_layer_function():
         assert not torch.equal(a.W_in, b.W_in)  # the neurons really moved
     with pytest.raises(UnsupportedModelError, match="no model to hook"):
         _ = same_layers.hook_names
+
+
+def test_permuted_view_moves_per_head_qk_norm_gains_with_their_heads():
+    # OLMo-2 normalises the whole projection: q/k-norm gains are [n_heads, d_head] and
+    # [n_kv_heads, d_head], so they must move with the heads for the QK circuit to survive.
+    view = adapt(tm.arch_bridge("Olmo2ForCausalLM"))
+    assert view.layer(0).q_norm_w is not None and view.layer(0).q_norm_w.ndim == 2
+    same_layers = PermutedView(view, heads=PermutedView.shuffled(view, 1).head_orders)
+    for layer in range(view.spec.n_layers):
+        a, b = view.layer(layer), same_layers.layer(layer)
+        torch.testing.assert_close(
+            torch.einsum("hdr,her->de", a.W_Q_qk, a.W_K_qk),
+            torch.einsum("hdr,her->de", b.W_Q_qk, b.W_K_qk),
+        )
