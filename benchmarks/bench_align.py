@@ -35,6 +35,18 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def current_rss_gib() -> float:
+    """Resident memory now (VmRSS), in GiB (0 where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
 def reset_peak() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False if not possible."""
     try:
@@ -81,12 +93,13 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_gib()
     reset = reset_peak()
+    rss_at_reset = current_rss_gib()
 
     copy = PermutedView.shuffled(base, args.seed)
     other: WeightView = NoisyView(copy, args.noise) if args.noise else copy
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = te.apps.align(base, other, space=args.space, aggregate=args.aggregate)
-    align_s = time.perf_counter() - t1
+    align_s, align_cpu = time.perf_counter() - t1, time.process_time() - c1
     peak = peak_rss_gib()
 
     layers, heads, neurons = copy.expected_matches()
@@ -99,9 +112,9 @@ def main() -> None:
         f"seed={args.seed} threads={torch.get_num_threads()}"
     )
     print(f"load + fold + read all layers: {load_s:.1f} s, peak RSS so far {rss_loaded:.2f} GiB")
-    print(f"alignment wall time: {align_s:.1f} s")
+    print(f"alignment wall time: {align_s:.1f} s (process CPU time {align_cpu:.1f} s)")
     label = "alignment alone" if reset else "whole process (peak reset unavailable)"
-    print(f"peak RSS during the {label}: {peak:.2f} GiB")
+    print(f"peak RSS during the {label}: {peak:.2f} GiB (resident at start: {rss_at_reset:.2f})")
     print(
         "explicit projections instead (float32): "
         f"{est['one_layer_pair']:.2f} GiB for one layer pair's vectors, "

@@ -20,6 +20,7 @@ from tl_embspace.apps.kernels import circuit_cosines, prepare_circuits_a, prepar
 from tl_embspace.errors import (
     BasisError,
     InvalidArgumentError,
+    UnsupportedModelError,
     VocabularyMismatchError,
 )
 
@@ -245,3 +246,43 @@ def test_permuted_view_refuses_group_splitting_head_orders():
         PermutedView(base, heads=[[0, 2, 1, 3]] * N_LAYERS)
     with pytest.raises(InvalidArgumentError, match="permutation"):
         PermutedView(base, layers=[0, 0, 1, 2, 3, 4])
+
+
+def test_permuted_heads_and_neurons_keep_each_layer_function():
+    # The known answer must itself be right: reordering heads (with their kv groups) and
+    # neurons, layers kept, leaves every layer's circuits and MLP function unchanged.
+    base = deep_view()
+    shuffled = PermutedView.shuffled(base, seed=7)
+    same_layers = PermutedView(base, heads=shuffled.head_orders, neurons=shuffled.neuron_orders)
+    x = torch.randn(5, base.spec.d_model)
+    for layer in range(N_LAYERS):
+        a, b = base.layer(layer), same_layers.layer(layer)
+        torch.testing.assert_close(
+            torch.einsum("hdr,her->de", a.W_V, a.W_O.transpose(1, 2)),
+            torch.einsum("hdr,her->de", b.W_V, b.W_O.transpose(1, 2)),
+        )
+        torch.testing.assert_close(
+            torch.einsum("hdr,her->de", a.W_Q, a.W_K), torch.einsum("hdr,her->de", b.W_Q, b.W_K)
+        )
+
+        def mlp(lw):
+            return (torch.nn.functional.silu(x @ lw.W_gate) * (x @ lw.W_in)) @ lw.W_out
+
+        torch.testing.assert_close(mlp(a), mlp(b))
+        assert not torch.equal(a.W_in, b.W_in)  # the neurons really moved
+    with pytest.raises(UnsupportedModelError, match="no model to hook"):
+        _ = same_layers.hook_names
+
+
+def test_permuted_view_moves_per_head_qk_norm_gains_with_their_heads():
+    # OLMo-2 normalises the whole projection: q/k-norm gains are [n_heads, d_head] and
+    # [n_kv_heads, d_head], so they must move with the heads for the QK circuit to survive.
+    view = adapt(tm.arch_bridge("Olmo2ForCausalLM"))
+    assert view.layer(0).q_norm_w is not None and view.layer(0).q_norm_w.ndim == 2
+    same_layers = PermutedView(view, heads=PermutedView.shuffled(view, 1).head_orders)
+    for layer in range(view.spec.n_layers):
+        a, b = view.layer(layer), same_layers.layer(layer)
+        torch.testing.assert_close(
+            torch.einsum("hdr,her->de", a.W_Q_qk, a.W_K_qk),
+            torch.einsum("hdr,her->de", b.W_Q_qk, b.W_K_qk),
+        )

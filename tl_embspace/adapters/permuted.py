@@ -169,6 +169,11 @@ class PermutedView(WeightView):
             f[name] = _take(f[name], heads, 0)
         for name in ("W_K_grouped", "W_V_grouped", "b_K_grouped", "b_V_grouped"):
             f[name] = _take(f[name], kv, 0)
+        # q/k norm gains are per head where the whole projection is normalised (OLMo-2/3):
+        # [n_heads, d_head] and [n_kv_heads, d_head]; a [d_head] gain is shared by every head.
+        for name, order in (("q_norm_w", heads), ("k_norm_w", kv)):
+            if f[name] is not None and f[name].ndim == 2:
+                f[name] = _take(f[name], order, 0)
         n_heads = lw.W_Q.shape[0]
         f["W_K"], f["W_V"] = (
             expand_kv(f["W_K_grouped"], n_heads),
