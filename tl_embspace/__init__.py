@@ -13,7 +13,7 @@ Quick start::
 from importlib.metadata import PackageNotFoundError, version
 
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
-from .atlas import Atlas
+from .atlas import Atlas, SearchIndex
 from .errors import (
     AtlasError,
     BasisError,
@@ -112,6 +112,7 @@ __all__ = [
     "PairProjection",
     "Provenance",
     "Atlas",
+    "SearchIndex",
     "EmbSpaceError",
     "UnsupportedModelError",
     "MissingWeightError",

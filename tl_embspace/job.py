@@ -171,7 +171,7 @@ def interpret_model(
     started = time.perf_counter()
     from tqdm.auto import tqdm
 
-    from .report import render_job
+    from .report import write_site
 
     with writer:
         bar = tqdm(
@@ -223,6 +223,6 @@ def interpret_model(
                 "total": round(time.perf_counter() - started, 2),
             },
             unembedding_hash=unembedding_hash(space.write.matrix, space.write.bias),
-            report=render_job,
+            report=write_site,
         )
     return writer.out

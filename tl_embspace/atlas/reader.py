@@ -165,7 +165,10 @@ class Atlas:
         """
         folder = Path(folder)
         manifest = read_manifest(folder)
-        missing = [f for f in manifest["files"] if not (folder / f).is_file()]
+        # Derived files (older atlases list index.html) may be missing: they can be rebuilt.
+        missing = [
+            f for f in manifest["files"] if f not in schema.DERIVED and not (folder / f).is_file()
+        ]
         if missing:
             raise AtlasError(
                 f"{folder} is an incomplete atlas: {', '.join(missing)} missing; re-run the job"
