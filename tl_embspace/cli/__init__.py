@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import EmbSpaceError
-from . import run, zoo
+from . import atlas, run, search, show, zoo
 
-SUBCOMMANDS = (run, zoo)
+SUBCOMMANDS = (run, show, search, atlas, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:
