@@ -177,3 +177,34 @@ def test_an_atlas_with_derived_files_may_still_be_overwritten(atlas_dir):
     out = interpret_model(model, atlas_dir, overwrite=True, **FAST)
     with te.SearchIndex.open(out) as index:
         assert index.counts()["params"] > 0
+
+
+# --- notebook views ------------------------------------------------------------------------
+
+HOSTILE = "<script>x</script>&amp;"
+
+
+def test_notebook_views_escape_every_token(atlas_dir):
+    from dataclasses import replace
+
+    model = tm.load("llama-gqa-untied", "bridge")
+    values = te.interpret("ff_value", model, layer=1, neurons=[0, 1], k=3)
+    hostile = tuple(
+        HOSTILE if i == int(values.top_ids[0, 0]) else t for i, t in enumerate(values.vocab)
+    )
+    page = replace(values, vocab=hostile)._repr_html_()
+    assert HOSTILE not in page and "&lt;script&gt;x&lt;/script&gt;&amp;amp;" in page
+    assert "promotes" in page and values.labels[1] in page
+    pairs = te.interpret("ov_pairs", model, layer=1, head=0, k=2)
+    i = int(pairs.top[1][0])
+    page = replace(
+        pairs, vocab=tuple(HOSTILE if t == i else v for t, v in enumerate(pairs.vocab))
+    )._repr_html_()
+    assert HOSTILE not in page and "&lt;script&gt;" in page and "bottom" in page
+    atlas = Atlas.open(atlas_dir)
+    page = atlas._repr_html_()
+    assert "top copying heads" in page and str(atlas.folder) in page
+    with SearchIndex.open(atlas_dir) as index:
+        hits = index.promoting("w5", limit=3)
+    page = hits._repr_html_()
+    assert page.count("<tr>") == 1 + len(hits) and hits[0].label in page

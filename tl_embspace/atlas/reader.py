@@ -306,6 +306,35 @@ class Atlas:
             obj = EmbeddingSpace(view, read="W_E", write=self.options["write"])
         return schema.unembedding_hash(obj.write.matrix, obj.write.bias) == self.unembedding_hash
 
+    def _repr_html_(self) -> str:
+        """Notebook summary: provenance, options, and the strongest copying heads."""
+        import html
+
+        esc = html.escape
+        prov, cs = self.provenance, self.copying_scores
+        facts = {
+            "folder": str(self.folder),
+            "model": prov.get("model_name"),
+            "weights": prov.get("weights"),
+            "bases": f"read {prov.get('read_basis')}, write {prov.get('write_basis')}",
+            "layers": ", ".join(map(str, self.layers)),
+            "kept": f"k={self.options.get('k')} tokens, pair_k={self.options.get('pair_k')} pairs",
+            "format": self.format,
+        }
+        best = sorted(
+            (
+                (float(s), ly, h)
+                for ly, row in zip(cs.layers, cs.scores, strict=True)
+                for h, s in enumerate(row)
+            ),
+            reverse=True,
+        )[:5]
+        facts["top copying heads"] = ", ".join(f"L{ly}.H{h} ({s:.2f})" for s, ly, h in best)
+        rows = "".join(
+            f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items()
+        )
+        return f"<div><b>Atlas</b><table>{rows}</table></div>"
+
     def __repr__(self) -> str:
         return (
             f"Atlas({str(self.folder)!r}, model={self.provenance.get('model_name')!r}, "

@@ -22,6 +22,7 @@ temporary name and renamed over ``index.sqlite`` only when complete: building tw
 interrupted build) never duplicates a row, and a reader never sees a half-built index.
 """
 
+import html
 import os
 import re
 import sqlite3
@@ -89,6 +90,22 @@ class Hit(NamedTuple):
     token: str
     rank: int
     score: float
+
+
+class HitList(list[Hit]):
+    """A list of :class:`Hit` that shows as a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        def cell(value: Any) -> str:
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            return f'<td style="white-space:pre">{html.escape(text)}</td>'
+
+        header = "".join(f"<th>{f}</th>" for f in ("vector", "side", "token", "rank", "score"))
+        rows = "".join(
+            "<tr>" + "".join(cell(v) for v in (h.label, h.side, h.token, h.rank, h.score)) + "</tr>"
+            for h in self
+        )
+        return f"<table><tr>{header}</tr>{rows}</table>"
 
 
 class PairHit(NamedTuple):
@@ -323,7 +340,7 @@ class SearchIndex:
 
     # --- parameters ----------------------------------------------------------------------
 
-    def promoting(self, text: str, **kwargs: Any) -> list[Hit]:
+    def promoting(self, text: str, **kwargs: Any) -> "HitList":
         """Vectors that have the token in their top list, highest score first.
 
         Keyword arguments are those of :meth:`hits` (``limit``, ``side``, ``interpreters``,
@@ -331,7 +348,7 @@ class SearchIndex:
         """
         return self.hits(text, polarity=1, **kwargs)
 
-    def suppressing(self, text: str, **kwargs: Any) -> list[Hit]:
+    def suppressing(self, text: str, **kwargs: Any) -> "HitList":
         """Vectors that have the token in their bottom list, lowest score first."""
         return self.hits(text, polarity=-1, **kwargs)
 
@@ -345,7 +362,7 @@ class SearchIndex:
         interpreters: Sequence[str] | None = None,
         layers: Sequence[int] | None = None,
         contains: bool = False,
-    ) -> list[Hit]:
+    ) -> "HitList":
         """Vectors whose top (``polarity=1``) or bottom (``-1``) list holds the token.
 
         Args:
@@ -366,7 +383,7 @@ class SearchIndex:
             raise InvalidArgumentError(f"side must be 'read' or 'write', got {side!r}")
         ids = self.token_ids(text, contains=contains)
         if not ids:
-            return []
+            return HitList()
         where = [f"h.token_id IN ({','.join('?' * len(ids))})", "h.polarity = ?"]
         args: list[Any] = [*ids, polarity]
         if side is not None:
@@ -385,7 +402,7 @@ class SearchIndex:
         )
         if limit is not None:
             q += f" LIMIT {int(limit)}"
-        return [Hit(*row) for row in self._con.execute(q, args)]
+        return HitList(Hit(*row) for row in self._con.execute(q, args))
 
     def pairs_with(
         self, text: str, *, limit: int | None = 20, contains: bool = False
