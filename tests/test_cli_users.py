@@ -256,3 +256,14 @@ def test_atlas_refuses_a_folder_that_is_not_an_atlas(tmp_path, capsys):
     code, _, err = _main(capsys, "atlas", tmp_path)
     _one_error_line(code, err, "no manifest.json")
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_run_no_index_then_atlas_index(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["run", "--model", TINY, "--out", out, "--no-progress", "--no-index", "--layers", 1]
+    code, _, _ = _main(capsys, *argv, "--k", 2, "--pair-k", 2, "--svd-components", 1)
+    assert code == 0 and (out / "index.html").is_file() and not (out / "index.sqlite").exists()
+    code, _, _ = _main(capsys, "atlas", out, "--index")
+    assert code == 0
+    with SearchIndex.open(out, build=False) as index:
+        assert index.counts()["hits"] == 2 * 2 * index.counts()["params"]

@@ -119,6 +119,7 @@ def interpret_model(
     copying_tokens: int = 2048,
     overwrite: bool = False,
     progress: bool = True,
+    search_index: bool = True,
 ) -> Path:
     """Interpret every parameter of ``model`` and write the results to the folder ``out``.
 
@@ -144,6 +145,8 @@ def interpret_model(
         copying_tokens: Tokens sampled for each OV head's copying score.
         overwrite: Replace the atlas at ``out``. Anything else at ``out`` is refused.
         progress: Show a progress bar.
+        search_index: Also write ``index.sqlite`` (see ``tl_embspace.atlas.search``); it can be
+            built later with ``tl-embspace atlas FOLDER --index``.
 
     Returns:
         The output folder (read it with ``tl_embspace.atlas.Atlas.open``).
@@ -224,5 +227,6 @@ def interpret_model(
             },
             unembedding_hash=unembedding_hash(space.write.matrix, space.write.bias),
             report=write_site,
+            search_index=search_index,
         )
     return writer.out
