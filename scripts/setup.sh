@@ -21,6 +21,11 @@ make_env() {
   echo "ready: $venv (transformer-lens $tl)"
 }
 
+# Headless Chromium (Debian's package) for the HTML atlas's browser test, tests/test_browser.py.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+fi
+
 make_env .venv 4.3.0 test,zoo,lint   # the static checks (scripts/check.sh) run here
 make_env .venv3 3.9.0 test,zoo
 

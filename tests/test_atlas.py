@@ -12,10 +12,11 @@ import pytest
 
 import tl_embspace as te
 from tl_embspace.atlas import FORMAT, Atlas, AtlasWriter, check_output_folder, unembedding_hash
+from tl_embspace.atlas.schema import DERIVED
 from tl_embspace.errors import AtlasError, EmbSpaceError, OutputFolderError
 from tl_embspace.job import interpret_model
-from tl_embspace.report import html as report_html
-from tl_embspace.report import render_job
+from tl_embspace.report import site as report_site
+from tl_embspace.report import write_site
 
 from . import tinymodels as tm
 
@@ -33,7 +34,9 @@ def space(model):
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -171,14 +174,17 @@ def test_layer_not_in_the_atlas_is_refused(atlas_dir):
 
 def test_report_renders_only_through_atlas(atlas_dir, monkeypatch):
     out, _ = atlas_dir
-    assert (out / "index.html").read_text(encoding="utf-8") == render_job(Atlas.open(out))
-    assert render_job(out) == render_job(Atlas.open(out))
+    atlas = Atlas.open(out)
+    assert (out / "index.html").read_text(encoding="utf-8") == report_site.render_index(atlas)
+    for name, text in report_site.asset_files(atlas):
+        assert (out / "html" / name).read_text(encoding="utf-8") == text
     # The renderer imports no file-format code of its own: only the atlas reader.
-    tree = ast.parse(inspect.getsource(report_html))
+    tree = ast.parse(inspect.getsource(report_site))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported == {"html", "os", "numpy", "atlas"}
-    assert "np.load" not in inspect.getsource(report_html)
+    stdlib = {"html", "json", "os", "re", "collections.abc", "dataclasses", "importlib"}
+    assert imported == stdlib | {"pathlib", "typing", "numpy", "atlas"}
+    assert "np.load" not in inspect.getsource(report_site)
     # What the page shows comes from Atlas.layer: a label changed there shows up in the page.
     real = Atlas.layer
 
@@ -189,12 +195,12 @@ def test_report_renders_only_through_atlas(atlas_dir, monkeypatch):
         return record
 
     monkeypatch.setattr(Atlas, "layer", relabelled)
-    assert "SENTINEL" in render_job(out)
+    assert any("SENTINEL" in text for _, text in report_site.asset_files(Atlas.open(out)))
 
 
 def test_report_refuses_a_folder_that_is_not_an_atlas(tmp_path):
     with pytest.raises(AtlasError, match="no manifest.json"):
-        render_job(tmp_path)
+        write_site(tmp_path)
 
 
 # --- safe writes ---------------------------------------------------------------------------
@@ -301,7 +307,8 @@ def test_successful_overwrite_replaces_the_atlas(model, atlas_dir):
     interpret_model(model, out, overwrite=True, **{**FAST, "k": 2, "layers": [0]})
     atlas = Atlas.open(out)
     assert atlas.options["k"] == 2 and atlas.layers == (0,)
-    assert sorted(p.name for p in out.iterdir()) == list(atlas.files)  # no file of the old one
+    data = sorted(p.name for p in out.iterdir() if p.name not in DERIVED)
+    assert data == list(atlas.files)  # no file of the old one
     assert "L01.npz" not in atlas.files and "L01.npz" in before
     assert [p.name for p in out.parent.iterdir()] == ["run"]  # no partial or old folder left
 
@@ -337,7 +344,7 @@ def _fail_second_rename(monkeypatch, exc):
     [
         lambda mp, exc: mp.setattr("tl_embspace.job.copying_scores", _raise(exc)),
         lambda mp, exc: mp.setattr(AtlasWriter, "write_layer", _raise(exc)),
-        lambda mp, exc: mp.setattr("tl_embspace.report.render_job", _raise(exc)),
+        lambda mp, exc: mp.setattr("tl_embspace.report.write_site", _raise(exc)),
         _fail_second_rename,
     ],
     ids=["computing", "writing-a-layer", "rendering", "swapping"],
@@ -368,5 +375,7 @@ def test_output_has_normal_permissions(model, tmp_path, umask):
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask
-    for f in out.iterdir():
-        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
+    for f in out.rglob("*"):
+        mode = (0o777 if f.is_dir() else 0o666) & ~umask
+        assert f.stat().st_mode & 0o777 == mode, f.name
+    assert (out / "html").is_dir() and (out / "index.sqlite").is_file()

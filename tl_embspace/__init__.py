@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import apps
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
-from .atlas import Atlas
+from .atlas import Atlas, SearchIndex
 from .errors import (
     AtlasError,
     BasisError,
@@ -115,6 +115,7 @@ __all__ = [
     "PairProjection",
     "Provenance",
     "Atlas",
+    "SearchIndex",
     "apps",
     "EmbSpaceError",
     "UnsupportedModelError",

@@ -120,6 +120,7 @@ def interpret_model(
     copying_tokens: int = 2048,
     overwrite: bool = False,
     progress: bool = True,
+    search_index: bool = True,
 ) -> Path:
     """Interpret every parameter of ``model`` and write the results to the folder ``out``.
 
@@ -145,6 +146,8 @@ def interpret_model(
         copying_tokens: Tokens sampled for each OV head's copying score.
         overwrite: Replace the atlas at ``out``. Anything else at ``out`` is refused.
         progress: Show a progress bar.
+        search_index: Also write ``index.sqlite`` (see ``tl_embspace.atlas.search``); it can be
+            built later with ``tl-embspace atlas FOLDER --index``.
 
     Returns:
         The output folder (read it with ``tl_embspace.atlas.Atlas.open``).
@@ -172,7 +175,7 @@ def interpret_model(
     started = time.perf_counter()
     from tqdm.auto import tqdm
 
-    from .report import render_job
+    from .report import write_site
 
     with writer:
         bar = tqdm(
@@ -224,6 +227,7 @@ def interpret_model(
                 "total": round(time.perf_counter() - started, 2),
             },
             unembedding_hash=unembedding_hash(space.write.matrix, space.write.bias),
-            report=render_job,
+            report=write_site,
+            search_index=search_index,
         )
     return writer.out

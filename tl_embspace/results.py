@@ -157,17 +157,28 @@ class VectorProjection:
 
     def _repr_html_(self) -> str:
         head = (
-            f"<b>{html.escape(self.interpreter)}</b> · basis {html.escape(self.basis)}"
-            f" · weights {html.escape(self.provenance.weights)}"
+            f"<b>{html.escape(self.interpreter)}</b> · {html.escape(self.side)} side · basis "
+            f"{html.escape(self.basis)} · weights {html.escape(self.provenance.weights)}"
         )
         rows = "".join(
-            f"<tr><td>{html.escape(label)}</td><td>{html.escape(' '.join(self.top_tokens(i)))}</td>"
-            f"<td>{html.escape(' '.join(self.bottom_tokens(i)))}</td></tr>"
+            f"<tr><td>{html.escape(label)}</td>"
+            f"<td>{_tokens_html(self.vocab, self.top_ids[i], self.top_scores[i])}</td>"
+            f"<td>{_tokens_html(self.vocab, self.bottom_ids[i], self.bottom_scores[i])}</td></tr>"
             for i, label in enumerate(self.labels[:50])
         )
         more = f"<p>… {len(self) - 50} more</p>" if len(self) > 50 else ""
-        header = "<tr><th>vector</th><th>top</th><th>bottom</th></tr>"
-        return f"<div><p>{head}</p><table>{header}{rows}</table>{more}</div>"
+        words = ("promotes", "suppresses") if self.side == "write" else ("top", "bottom")
+        header = f"<tr><th>vector</th><th>{words[0]}</th><th>{words[1]}</th></tr>"
+        note = f"<p><i>{html.escape(self.note)}</i></p>" if self.note else ""
+        return f"<div><p>{head}</p>{note}<table>{header}{rows}</table>{more}</div>"
+
+
+def _tokens_html(vocab: tuple[str, ...], ids: Tensor, scores: Tensor) -> str:
+    """Escaped token chips, whitespace kept visible, each with its score on hover."""
+    return " ".join(
+        f'<code style="white-space:pre" title="{s:.4g}">{html.escape(vocab[i])}</code>'
+        for i, s in zip(ids.tolist(), scores.tolist(), strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -245,12 +256,17 @@ class PairProjection:
     def _repr_html_(self) -> str:
         def cells(which: str) -> str:
             return "".join(
-                f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{s:.3g}</td></tr>"
+                f'<tr><td><code style="white-space:pre">{html.escape(a)}</code></td>'
+                f'<td><code style="white-space:pre">{html.escape(b)}</code></td>'
+                f"<td>{s:.3g}</td></tr>"
                 for a, b, s in self.pairs(which)
             )
 
+        header = "<tr><th>i</th><th>j</th><th>score</th></tr>"
         return (
             f"<div><p><b>{html.escape(self.label)}</b> · {html.escape(self.left_basis)} × "
             f"{html.escape(self.right_basis)} · {html.escape(self.note)}</p>"
-            f"<table><tr><th>i</th><th>j</th><th>score</th></tr>{cells('top')}</table></div>"
+            "<div style='display:flex;gap:2em'>"
+            f"<div><b>top</b><table>{header}{cells('top')}</table></div>"
+            f"<div><b>bottom</b><table>{header}{cells('bottom')}</table></div></div></div>"
         )

@@ -10,7 +10,8 @@ it (atomically, never over a user's files) and ``reader`` the only code that par
 
 from .reader import Atlas, AtlasLayer, CopyingScores, PairTable, TokenPair, VectorTable
 from .schema import FORMAT, READABLE_FORMATS, unembedding_hash
-from .writer import AtlasWriter, check_output_folder
+from .search import Hit, SearchIndex, build_index
+from .writer import AtlasWriter, check_output_folder, replace_derived
 
 __all__ = [
     "Atlas",
@@ -18,10 +19,14 @@ __all__ = [
     "AtlasWriter",
     "CopyingScores",
     "FORMAT",
+    "Hit",
     "PairTable",
     "READABLE_FORMATS",
+    "SearchIndex",
     "TokenPair",
     "VectorTable",
+    "build_index",
     "check_output_folder",
+    "replace_derived",
     "unembedding_hash",
 ]

@@ -165,7 +165,10 @@ class Atlas:
         """
         folder = Path(folder)
         manifest = read_manifest(folder)
-        missing = [f for f in manifest["files"] if not (folder / f).is_file()]
+        # Derived files (older atlases list index.html) may be missing: they can be rebuilt.
+        missing = [
+            f for f in manifest["files"] if f not in schema.DERIVED and not (folder / f).is_file()
+        ]
         if missing:
             raise AtlasError(
                 f"{folder} is an incomplete atlas: {', '.join(missing)} missing; re-run the job"
@@ -302,6 +305,35 @@ class Atlas:
                 view = view.folded()
             obj = EmbeddingSpace(view, read="W_E", write=self.options["write"])
         return schema.unembedding_hash(obj.write.matrix, obj.write.bias) == self.unembedding_hash
+
+    def _repr_html_(self) -> str:
+        """Notebook summary: provenance, options, and the strongest copying heads."""
+        import html
+
+        esc = html.escape
+        prov, cs = self.provenance, self.copying_scores
+        facts = {
+            "folder": str(self.folder),
+            "model": prov.get("model_name"),
+            "weights": prov.get("weights"),
+            "bases": f"read {prov.get('read_basis')}, write {prov.get('write_basis')}",
+            "layers": ", ".join(map(str, self.layers)),
+            "kept": f"k={self.options.get('k')} tokens, pair_k={self.options.get('pair_k')} pairs",
+            "format": self.format,
+        }
+        best = sorted(
+            (
+                (float(s), ly, h)
+                for ly, row in zip(cs.layers, cs.scores, strict=True)
+                for h, s in enumerate(row)
+            ),
+            reverse=True,
+        )[:5]
+        facts["top copying heads"] = ", ".join(f"L{ly}.H{h} ({s:.2f})" for s, ly, h in best)
+        rows = "".join(
+            f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items()
+        )
+        return f"<div><b>Atlas</b><table>{rows}</table></div>"
 
     def __repr__(self) -> str:
         return (

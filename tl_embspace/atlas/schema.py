@@ -9,7 +9,13 @@ An atlas is a folder::
                       ([n, k] arrays: int32 ids, float32 scores) and ``{name}.extra.{key}`` columns
     L{layer:02d}.json per vector interpreter its row labels, side, basis and note; the QK/OV
                       token pairs of every head (small, so stored whole)
-    index.html        a human-readable page (optional; see ``tl_embspace.report``)
+
+and files derived from those, which may be missing and may be (re)built at any time from the
+data above (they are not listed in the manifest's ``files``)::
+
+    index.html        the HTML atlas's first page (see ``tl_embspace.report``)
+    html/             its assets: style, script, one script of data per layer
+    index.sqlite      the search index (see ``tl_embspace.atlas.search``)
 
 Format history: ``tl_embspace.job/1`` (written by the job before this module existed) is the
 same layout without ``unembedding_hash``; ``tl_embspace.atlas/2`` adds it. Both are read.
@@ -28,6 +34,10 @@ READABLE_FORMATS = (FORMAT, "tl_embspace.job/1")
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 REPORT = "index.html"
+REPORT_ASSETS = "html"
+SEARCH_INDEX = "index.sqlite"
+#: Files derived from the atlas's data: optional, rebuildable, not in the manifest's ``files``.
+DERIVED = (REPORT, REPORT_ASSETS, SEARCH_INDEX)
 
 #: Manifest fields every readable atlas has; ``FORMAT`` adds ``UNEMBEDDING_HASH``.
 MANIFEST_FIELDS = (

@@ -63,6 +63,9 @@ def check_output_folder(out: "str | os.PathLike[str]", *, overwrite: bool) -> Pa
         return out
     try:
         listed = set(read_manifest(out)["files"])
+        # Derived files (HTML, search index) may be present or not, whatever the manifest says.
+        present.difference_update(schema.DERIVED)
+        listed.difference_update(schema.DERIVED)
     except AtlasError as e:
         raise _refuse(out, f"it is not an atlas ({e}); its files are left untouched") from e
     if present != listed:
@@ -75,7 +78,8 @@ def check_output_folder(out: "str | os.PathLike[str]", *, overwrite: bool) -> Pa
     return out
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (new files get ``0o666 & ~umask``, folders ``0o777 & ~umask``)."""
     # The only portable way to read the umask is to set it and put it back.
     mask = os.umask(0o022)
     os.umask(mask)
@@ -91,7 +95,7 @@ class AtlasWriter:
             for layer in layers:
                 w.write_layer(layer, vectors, pairs)
             w.finish(vocab=..., provenance=..., spec=..., options=..., copying_scores=...,
-                     timings=..., unembedding_hash=..., report=render_job)
+                     timings=..., unembedding_hash=..., report=write_site)
 
     Args:
         out: The atlas folder (see ``check_output_folder``; checked at construction and again
@@ -109,7 +113,7 @@ class AtlasWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
         # mkdtemp makes the folder private (0700); an atlas is an ordinary output folder.
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         self._tmp = tmp
         return self
 
@@ -164,9 +168,10 @@ class AtlasWriter:
         copying_scores: tuple[Sequence[int], Any, int],
         timings: dict[str, Any],
         unembedding_hash: str,
-        report: Callable[[Atlas], str] | None = None,
+        report: Callable[[Atlas, Path], object] | None = None,
+        search_index: bool = True,
     ) -> None:
-        """Write the vocabulary, the manifest and (if ``report`` is given) ``index.html``.
+        """Write the vocabulary and the manifest, then the derived files.
 
         Args:
             vocab: Display string of every token id.
@@ -176,7 +181,9 @@ class AtlasWriter:
             copying_scores: ``(layers, scores [n_layers, n_heads], n_tokens)``.
             timings: Seconds per stage.
             unembedding_hash: ``schema.unembedding_hash`` of the write basis.
-            report: Renders the finished atlas as an HTML page (``tl_embspace.report``).
+            report: Writes the HTML atlas of a finished atlas into a folder
+                (``tl_embspace.report.write_site``).
+            search_index: Build ``index.sqlite`` (``tl_embspace.atlas.search``).
         """
         folder = self._folder
         self._write_text(schema.VOCAB, json.dumps(list(vocab), ensure_ascii=False))
@@ -194,13 +201,18 @@ class AtlasWriter:
                 "definition": schema.COPYING_DEFINITION,
             },
             "timings_s": timings,
-            "files": sorted(written + ([schema.REPORT] if report is not None else [])),
+            "files": sorted(written),
             schema.UNEMBEDDING_HASH: unembedding_hash,
         }
         self._write_text(schema.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+        # Derived from the files just written, through the reader, like any later reader;
+        # inside the temporary folder, so they appear with the atlas, atomically.
         if report is not None:
-            # Rendered from the files just written, through the reader, like any later reader.
-            self._write_text(schema.REPORT, report(Atlas(folder, manifest)))
+            report(Atlas(folder, manifest), folder)
+        if search_index:
+            from .search import build_index
+
+            build_index(Atlas(folder, manifest))
         self._finished = True
 
     def _write_text(self, name: str, text: str) -> None:
@@ -225,3 +237,38 @@ class AtlasWriter:
             raise
         if old is not None:
             shutil.rmtree(old)
+
+
+def replace_derived(atlas: Atlas, name: str, write: Callable[[Path], None]) -> Path:
+    """Rebuild one derived file or folder of an existing atlas (``schema.DERIVED``), atomically.
+
+    ``write(tmp)`` writes it at a temporary path beside the target; then it is swapped into
+    place (the old one renamed aside, the new one renamed in, the old one deleted). Only names
+    in ``schema.DERIVED`` may be replaced, so no data file or user file is ever touched.
+
+    Returns:
+        The path of the new file or folder.
+    """
+    if name not in schema.DERIVED:
+        raise AtlasError(f"{name!r} is not a derived file of an atlas ({schema.DERIVED})")
+    target = atlas.folder / name
+    tag = uuid.uuid4().hex[:8]
+    tmp = atlas.folder / f".{name}.partial-{tag}"
+    old = atlas.folder / f".{name}.old-{tag}"
+    moved_aside = False
+    try:
+        write(tmp)
+        if target.exists():
+            os.rename(target, old)
+            moved_aside = True
+        os.rename(tmp, target)
+        moved_aside = False
+    finally:
+        if moved_aside:  # the new one could not be moved in: put the old one back
+            os.rename(old, target)
+        for leftover in (tmp, old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+    return target

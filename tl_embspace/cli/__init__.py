@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import EmbSpaceError
-from . import align, run, zoo
+from . import align, atlas, run, search, show, zoo
 
-SUBCOMMANDS = (run, zoo, align)
+SUBCOMMANDS = (run, show, search, atlas, zoo, align)
 
 
 def build_parser() -> argparse.ArgumentParser:

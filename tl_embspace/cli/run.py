@@ -118,6 +118,12 @@ def add_parser(
     p.add_argument("--read", default="W_E", choices=BASIS_NAMES, help="read-side basis" + default)
     p.add_argument("--write", default="W_U", choices=BASIS_NAMES, help="write-side basis" + default)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-index",
+        action="store_true",
+        help="do not write the search index index.sqlite (build it later with "
+        "`tl-embspace atlas OUT --index`)",
+    )
     return p
 
 
@@ -152,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         write=args.write,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        search_index=not args.no_index,
     )
     print(f"wrote {out} (open {out / 'index.html'})")
     return 0

@@ -1,5 +1,9 @@
-"""Pure renderers of results into self-contained files (no model code imported here)."""
+"""Pure renderers of an atlas into files a person reads (no model code imported here).
 
-from .html import render_job
+``site``: the HTML atlas (``index.html`` and ``html/``); add a first-page section with
+``site.section``.
+"""
 
-__all__ = ["render_job"]
+from .site import SECTIONS, Section, rerender, section, write_site
+
+__all__ = ["SECTIONS", "Section", "rerender", "section", "write_site"]

@@ -1,0 +1,38 @@
+"""The demo notebooks run top to bottom on the offline weights, and are committed cleared."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "demos").glob("*.ipynb"))
+
+
+def test_there_are_demos_and_they_are_committed_without_outputs():
+    assert NOTEBOOKS
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert code, path.name
+        assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), path.name
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_demo_runs(path, require_zoo):
+    require_zoo("smollm2-135m-instruct")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.run_notebook", str(path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"ran {path}" in done.stdout
