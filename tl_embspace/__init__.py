@@ -12,6 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import compare
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .atlas import Atlas
 from .errors import (
@@ -112,6 +113,7 @@ __all__ = [
     "PairProjection",
     "Provenance",
     "Atlas",
+    "compare",
     "EmbSpaceError",
     "UnsupportedModelError",
     "MissingWeightError",
