@@ -228,11 +228,22 @@ def _dense_agreement(model, tokens, scored, n, k, seed):
     W_U = view.W_U.float()
     n_pos = int(scored.sum())
     partner = partner_positions(n_pos, seed)
+    last = view.spec.n_layers - 1
+
+    def centered_lens(resid):
+        normed = view.final_norm(resid)[scored]
+        return (normed - normed.mean(0)) @ W_U
+
     out = {}
     for layer in range(view.spec.n_layers):
         lw = view.layer(layer)
-        same = view.logits(cache[f"blocks.{layer}.hook_resid_post"])[scored]
-        final = logits_final.float()[scored]
+        resid = cache[f"blocks.{layer}.hook_resid_post"]
+        lens = {
+            ("same", "raw"): view.logits(resid)[scored],
+            ("final", "raw"): logits_final.float()[scored],
+            ("same", "centered"): centered_lens(resid),
+            ("final", "centered"): centered_lens(cache[f"blocks.{last}.hook_resid_post"]),
+        }
         coeff = cache[f"blocks.{layer}.mlp.hook_post"][scored]  # [P, d_mlp]
         z = cache[f"blocks.{layer}.attn.hook_z"][scored].flatten(1)  # [P, h * d_head]
         vectors = {
@@ -244,21 +255,32 @@ def _dense_agreement(model, tokens, scored, n, k, seed):
         if lw.W_gate is not None:
             vectors["ff_gate"] = (lw.W_gate.T, coeff)
         for kind, (vecs, act) in vectors.items():
-            token_sets = [set((v.float() @ W_U).topk(k).indices.tolist()) for v in vecs]
             chosen = act.topk(n, dim=-1).indices
-            a = [set().union(*(token_sets[j] for j in row.tolist())) for row in chosen]
-            for ref, logits in (("same", same), ("final", final)):
-                b = [set(row.topk(k).indices.tolist()) for row in logits]
-                aligned = torch.tensor([len(a[i] & b[i]) / k for i in range(n_pos)])
-                base = torch.tensor([len(a[partner[i]] & b[i]) / k for i in range(n_pos)])
-                out[(layer, kind, ref)] = (aligned, base)
+            for variant in ("raw", "centered"):
+                vs = vecs.float() - (vecs.float().mean(0) if variant == "centered" else 0)
+                token_sets = [set((v @ W_U).topk(k).indices.tolist()) for v in vs]
+                a = [set().union(*(token_sets[j] for j in row.tolist())) for row in chosen]
+                for ref in ("same", "final"):
+                    b = [set(row.topk(k).indices.tolist()) for row in lens[(ref, variant)]]
+                    aligned = torch.tensor([len(a[i] & b[i]) / k for i in range(n_pos)])
+                    base = torch.tensor([len(a[partner[i]] & b[i]) / k for i in range(n_pos)])
+                    out[(layer, kind, ref, variant)] = (aligned, base)
     return out
 
 
 def test_agreement_equals_the_dense_protocol(decoder):
     tokens = _tokens(6, (4, 10))
     res = agreement(
-        decoder, tokens, n=3, k=6, positions=35, batch_size=3, seed=7, n_boot=200, progress=False
+        decoder,
+        tokens,
+        n=3,
+        k=6,
+        positions=35,
+        batch_size=3,
+        seed=7,
+        n_boot=200,
+        variants=("raw", "centered"),
+        progress=False,
     )
     scored = C.windows(decoder, tokens, positions=35).scored
     dense = _dense_agreement(decoder, tokens, scored, n=3, k=6, seed=7)
@@ -273,7 +295,7 @@ def test_agreement_equals_the_dense_protocol(decoder):
     assert C.active_hook_count(decoder) == 0
     d = res.to_dict()
     assert d["provenance"]["write_basis"] == "W_U" and d["provenance"]["n_positions"] == 35
-    assert "| layer |" in res.table("final")
+    assert "| layer |" in res.table("final", variant="centered")
 
 
 def test_baseline_pairing_is_seeded_and_never_the_same_position():

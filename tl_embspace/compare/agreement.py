@@ -22,6 +22,7 @@ top-``k`` lens tokens), so memory does not grow with the vocabulary; parameter v
 projected only for the neurons and sub-heads some position selected.
 """
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,11 +30,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..adapters import WeightView, adapt
 from ..engine import topk_vocab
 from ..errors import InvalidArgumentError, UnsupportedModelError
-from ..space import EmbeddingSpace, make_basis
+from ..space import Basis, EmbeddingSpace, make_basis
 from .collect import _layer_range, ff_reducer, residual_reducer, z_reducer
 from .corpus import DEFAULT_POSITIONS, DEFAULT_SEQ_LEN, windows
 from .lens import topk_reducer_fn
@@ -48,6 +50,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "o": ("head", "write"),
 }
 REFERENCES = ("same", "final")
+VARIANTS = ("raw", "centered")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class AgreementRow:
     layer: int
     kind: str
     reference: str
+    variant: str
     aligned: float
     baseline: float
     difference: float
@@ -71,20 +75,24 @@ class AgreementResult:
 
     Attributes:
         rows: One :class:`AgreementRow` per (layer, kind, reference).
-        scores: ``(layer, kind, reference) -> (aligned [P], baseline [P])`` per-position scores.
+        scores: ``(layer, kind, reference, variant) -> (aligned [P], baseline [P])``.
         provenance: Model, weights, bases, options, corpus and seeds the figures came from.
     """
 
     rows: tuple[AgreementRow, ...]
-    scores: dict[tuple[int, str, str], tuple[Tensor, Tensor]] = field(repr=False)
+    scores: dict[tuple[int, str, str, str], tuple[Tensor, Tensor]] = field(repr=False)
     provenance: dict[str, Any]
 
-    def row(self, layer: int, kind: str, reference: str = "same") -> AgreementRow:
-        """The row of ``layer``, ``kind`` and ``reference``."""
+    def row(
+        self, layer: int, kind: str, reference: str = "same", variant: str = "raw"
+    ) -> AgreementRow:
+        """The row of ``layer``, ``kind``, ``reference`` and ``variant``."""
         for r in self.rows:
-            if (r.layer, r.kind, r.reference) == (layer, kind, reference):
+            if (r.layer, r.kind, r.reference, r.variant) == (layer, kind, reference, variant):
                 return r
-        raise InvalidArgumentError(f"no row for layer={layer}, kind={kind!r}, {reference=}")
+        raise InvalidArgumentError(
+            f"no row for layer={layer}, kind={kind!r}, {reference=}, {variant=}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every per-layer figure and the provenance (JSON-serialisable)."""
@@ -100,7 +108,9 @@ class AgreementResult:
 
         return pd.DataFrame([asdict(r) for r in self.rows])
 
-    def table(self, reference: str = "same", kinds: Sequence[str] | None = None) -> str:
+    def table(
+        self, reference: str = "same", kinds: Sequence[str] | None = None, variant: str = "raw"
+    ) -> str:
         """A Markdown table: one line per layer, ``aligned / baseline (diff [95% CI])`` per kind."""
         kinds = list(kinds or dict.fromkeys(r.kind for r in self.rows))
         layers = sorted({r.layer for r in self.rows})
@@ -109,7 +119,7 @@ class AgreementResult:
         for layer in layers:
             cells = []
             for kind in kinds:
-                r = self.row(layer, kind, reference)
+                r = self.row(layer, kind, reference, variant)
                 cells.append(
                     f"{r.aligned:.3f} / {r.baseline:.3f} "
                     f"({r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])"
@@ -165,14 +175,71 @@ def parameter_vectors(view: WeightView, layer: int, kind: str) -> Tensor:
     raise InvalidArgumentError(f"unknown kind {kind!r}; expected one of {list(KINDS)}")
 
 
-def _project_topk(space: EmbeddingSpace, layer: int, kind: str, ids: Tensor, k: int) -> Tensor:
-    """Top-``k`` token ids ``[len(ids), k]`` of the selected parameter vectors of ``kind``."""
+def _project_topk(
+    space: EmbeddingSpace, layer: int, kind: str, ids: Tensor, k: int, centered: bool
+) -> Tensor:
+    """Top-``k`` token ids ``[len(ids), k]`` of the selected parameter vectors of ``kind``.
+
+    ``centered``: score ``(x_i - mean_j x_j) @ B`` with the mean over *every* vector of the kind
+    in the layer (after the transport and the basis's ``pre``), so what all of them share (e.g.
+    a common high-norm direction) does not decide the top tokens; the basis bias cancels.
+    """
     side = KINDS[kind][1]
-    vectors = parameter_vectors(space.view, layer, kind)[ids].float()
     basis = space.basis(side)
-    x = basis.prepare(space.carry(vectors, side, layer))
-    top, _ = topk_vocab(x, basis.matrix, k, bias=basis.bias)
+    if not centered:
+        vectors = parameter_vectors(space.view, layer, kind)[ids].float()
+        x = basis.prepare(space.carry(vectors, side, layer))
+        top, _ = topk_vocab(x, basis.matrix, k, bias=basis.bias)
+        return top.indices
+    every = basis.prepare(
+        space.carry(parameter_vectors(space.view, layer, kind).float(), side, layer)
+    )
+    top, _ = topk_vocab(every[ids] - every.mean(0), basis.matrix, k)
     return top.indices
+
+
+def _mean_prepared(
+    model: Any,
+    tokens: Tensor,
+    scored: Tensor,
+    reducers: dict[str, Reducer],
+    batch_size: int,
+    progress: bool,
+) -> dict[str, Tensor]:
+    """Mean over the scored positions of each reducer's ``[batch, pos, d]`` output (streamed)."""
+    sums: dict[str, Tensor] = {}
+    starts = range(0, tokens.shape[0], batch_size)
+    for start in tqdm(starts, desc="corpus means", disable=not progress, leave=False):
+        part = stream(
+            model,
+            tokens[start : start + batch_size],
+            reducers,
+            batch_size=batch_size,
+            progress=False,
+        )
+        mask = scored[start : start + batch_size]
+        for name, x in part.items():
+            total = x[mask].double().sum(0)
+            sums[name] = sums[name] + total if name in sums else total
+    n_scored = int(scored.sum())
+    return {name: (total / n_scored).float() for name, total in sums.items()}
+
+
+def _prepared_fn(basis: Basis):
+    """``[batch, pos, d] -> [batch, pos, d]``: the vectors the basis's matrix is applied to."""
+    return lambda x: basis.prepare(x.flatten(0, 1)).view(*x.shape[:2], -1)
+
+
+def _centered_lens_fn(basis: Basis, mean: Tensor, k: int):
+    """Top-k ids of ``(prepare(x) - mean) @ B``: the lens minus its corpus mean (bias cancels)."""
+
+    def fn(x: Tensor) -> Tensor:
+        b, p, d = x.shape
+        flat = basis.prepare(x.reshape(b * p, d)) - mean.to(x.device)
+        top, _ = topk_vocab(flat, basis.matrix.to(flat.device), k)
+        return top.indices.view(b, p, k, 1)
+
+    return fn
 
 
 def _check_int(name: str, value: Any, low: int = 1) -> None:
@@ -196,6 +263,7 @@ def agreement(
     seed: int = 0,
     n_boot: int = 1000,
     lens_basis: str = "readout",
+    variants: Sequence[str] = ("raw",),
     progress: bool = True,
 ) -> AgreementResult:
     """Run the agreement protocol (see the module docstring) over a corpus.
@@ -223,6 +291,14 @@ def agreement(
         lens_basis: How residuals are read: ``"readout"`` (logit lens, the paper's
             ``ln_f(h) E``) or another basis name (``"W_E"`` for an encoder without a trained
             unembedding: then the residual is read without the final norm).
+        variants: ``"raw"`` (the paper's scores, as specified) and/or ``"centered"``: the same
+            with what every position shares removed, on both sides. ``B`` is the top-k of the
+            lens *minus its corpus mean* (the normalised residual minus its mean over the
+            scored positions, then ``W_U``), and the parameter tokens are the top-k of each
+            vector *minus its layer's mean* over all vectors of that kind. Models whose lens
+            is dominated by tokens that top almost every position (and parameters dominated
+            by a few high-norm tokens) score a high raw baseline; the centred variant shows
+            whether the per-position part agrees. It costs one more pass over the corpus.
         progress: Show progress bars.
 
     Returns:
@@ -234,6 +310,11 @@ def agreement(
     for ref in references:
         if ref not in REFERENCES:
             raise InvalidArgumentError(f"reference {ref!r}; expected 'same' and/or 'final'")
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise InvalidArgumentError(f"variant {variant!r}; expected 'raw' and/or 'centered'")
+    if not references or not variants:
+        raise InvalidArgumentError("references and variants must not be empty")
     view = adapt(model)
     space = space if space is not None else EmbeddingSpace.paper(view)
     if (
@@ -265,18 +346,38 @@ def agreement(
     def top_n(x: Tensor) -> Tensor:
         return x.flatten(2).topk(n, dim=-1).indices
 
+    def lens_reducer(name: str, fn: Any) -> Reducer:
+        if name == "final":
+            return Reducer((view.hook_names.final_resid,), fn)
+        return residual_reducer(view, "resid_post", int(name[len("lens") :]), fn)
+
+    lens_names = [f"lens{layer}" for layer in layer_list] if "same" in references else []
+    lens_names += ["final"] if "final" in references else []
+    means: dict[str, Tensor] = {}
+    if "centered" in variants:
+        means = _mean_prepared(
+            model,
+            win.tokens,
+            win.scored,
+            {name: lens_reducer(name, _prepared_fn(lens)) for name in lens_names},
+            batch_size,
+            progress,
+        )
     need_ff = any(KINDS[kd][0] == "ff" for kd in kinds)
     need_head = any(KINDS[kd][0] == "head" for kd in kinds)
     reducers: dict[str, Reducer] = {}
+    for name in lens_names:
+        if "raw" in variants:
+            reducers[f"{name}:raw"] = lens_reducer(name, lens_fn)
+        if "centered" in variants:
+            reducers[f"{name}:centered"] = lens_reducer(
+                name, _centered_lens_fn(lens, means[name], k)
+            )
     for layer in layer_list:
-        if "same" in references:
-            reducers[f"lens{layer}"] = residual_reducer(view, "resid_post", layer, lens_fn)
         if need_ff:
             reducers[f"ff{layer}"] = ff_reducer(view, layer, top_n)
         if need_head:
             reducers[f"head{layer}"] = z_reducer(view, layer, top_n)
-    if "final" in references:
-        reducers["final"] = Reducer((view.hook_names.final_resid,), lens_fn)
     out = stream(
         model, win.tokens, reducers, batch_size=batch_size, progress=progress, desc="agreement"
     )
@@ -286,34 +387,34 @@ def agreement(
     partner = partner_positions(n_pos, seed)
 
     rows: list[AgreementRow] = []
-    scores: dict[tuple[int, str, str], tuple[Tensor, Tensor]] = {}
-    for layer in layer_list:
-        for kd in kinds:
-            sel = picked[f"{KINDS[kd][0]}{layer}"]  # [P, n]
-            unique, inverse = sel.unique(return_inverse=True)
-            table = _project_topk(space, layer, kd, unique, k)  # [U, k]
-            a_ids = table[inverse].reshape(n_pos, n * k)
-            for ref in references:
-                b_ids = (picked[f"lens{layer}"] if ref == "same" else picked["final"])[..., 0]
-                b_ids = b_ids.long()
-                aligned = overlap(a_ids, b_ids)
-                baseline = overlap(a_ids[partner], b_ids)
-                diff = aligned - baseline
-                lo, hi = bootstrap_ci(diff, n_boot, seed + 1)
-                rows.append(
-                    AgreementRow(
-                        layer=layer,
-                        kind=kd,
-                        reference=ref,
-                        aligned=float(aligned.mean()),
-                        baseline=float(baseline.mean()),
-                        difference=float(diff.mean()),
-                        ci_low=lo,
-                        ci_high=hi,
-                        n_positions=n_pos,
-                    )
+    scores: dict[tuple[int, str, str, str], tuple[Tensor, Tensor]] = {}
+    for layer, kd, variant in itertools.product(layer_list, kinds, variants):
+        sel = picked[f"{KINDS[kd][0]}{layer}"]  # [P, n]
+        unique, inverse = sel.unique(return_inverse=True)
+        table = _project_topk(space, layer, kd, unique, k, variant == "centered")  # [U, k]
+        a_ids = table[inverse].reshape(n_pos, n * k)
+        for ref in references:
+            lens_name = f"lens{layer}" if ref == "same" else "final"
+            b_ids = picked[f"{lens_name}:{variant}"][..., 0].long()
+            aligned = overlap(a_ids, b_ids)
+            baseline = overlap(a_ids[partner], b_ids)
+            diff = aligned - baseline
+            lo, hi = bootstrap_ci(diff, n_boot, seed + 1)
+            rows.append(
+                AgreementRow(
+                    layer=layer,
+                    kind=kd,
+                    reference=ref,
+                    variant=variant,
+                    aligned=float(aligned.mean()),
+                    baseline=float(baseline.mean()),
+                    difference=float(diff.mean()),
+                    ci_low=lo,
+                    ci_high=hi,
+                    n_positions=n_pos,
                 )
-                scores[(layer, kd, ref)] = (aligned, baseline)
+            )
+            scores[(layer, kd, ref, variant)] = (aligned, baseline)
     provenance = {
         "method": "Dar et al. 2023 §5: |A ∩ B| / |B|, baseline = parameters of a random other "
         "position",
@@ -339,6 +440,9 @@ def agreement(
         "layers": layer_list,
         "kinds": list(kinds),
         "references": list(references),
+        "variants": list(variants),
+        "centered": "lens minus its mean over the scored positions; each parameter vector "
+        "minus its layer's mean over all vectors of its kind",
     }
     return AgreementResult(tuple(rows), scores, provenance)
 
@@ -346,6 +450,7 @@ def agreement(
 __all__ = [
     "KINDS",
     "REFERENCES",
+    "VARIANTS",
     "AgreementResult",
     "AgreementRow",
     "agreement",
