@@ -379,3 +379,85 @@ def test_value_vectors_that_are_the_unembeddings_agree_and_permuted_ones_do_not(
     wrong = agreement(model, tokens, space=permuted, **common).row(0, "ff_value", "same")
     assert wrong.aligned < 0.4, wrong
     assert abs(wrong.difference) < 0.1 and wrong.ci_low < 0 < wrong.ci_high + 0.05, wrong
+
+
+# -- interventions -------------------------------------------------------------------------------
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_interventions_change_exactly_what_they_say_and_leave_the_model_as_it_was(decoder):
+    from tl_embspace.compare.intervene import (
+        Direction,
+        Neuron,
+        SubHead,
+        intervention,
+        run_intervention,
+        token_direction,
+    )
+
+    tokens = _tokens(9, (2, 8))
+    view = adapt(decoder)
+    names = view.hook_names
+    before_params = _params(decoder)
+    watch = {
+        "post": C.Reducer((names.at("mlp_post", 0),), lambda x: x),
+        "mlp": C.Reducer((names.at("mlp_out", 0),), lambda x: x),
+        "attn": C.Reducer((names.at("attn_out", 1),), lambda x: x),
+        "z": C.collect.z_reducer(view, 1, lambda z: z),
+    }
+    base = C.stream(decoder, tokens, watch, progress=False)
+    edits = [Neuron(0, 3, value=5.0), SubHead(1, 2, 4, scale=-2.0)]
+    with intervention(decoder, edits):
+        edited = C.stream(decoder, tokens, watch, progress=False)
+    # The neuron's coefficient is 5 and the MLP output moved by (5 - c) W_out[3], nothing else.
+    assert bool((edited["post"][..., 3] == 5.0).all())
+    delta = (5.0 - base["post"][..., 3])[..., None] * view.layer(0).W_out[3]
+    torch.testing.assert_close(edited["mlp"] - base["mlp"], delta, atol=1e-5, rtol=1e-4)
+    # The sub-head's coordinate of z is scaled by -2 (z is read before the edit applies to the
+    # attention output; layer 0's neuron edit changed layer 1's input, hence edited["z"]).
+    z = edited["z"][:, :, 2, 4]
+    others = edited["attn"] - (-3 * z)[..., None] * view.layer(1).W_O[2, 4]
+    lw = view.layer(1)
+    rebuilt = torch.einsum("bphd,hdm->bpm", edited["z"], lw.W_O) + (0 if lw.b_O is None else lw.b_O)
+    torch.testing.assert_close(others, rebuilt, atol=1e-5, rtol=1e-4)
+    # A direction added to the last residual moves the logits as the readout says.
+    last = view.spec.n_layers - 1
+    v = token_direction(decoder, 7)
+    res = run_intervention(decoder, tokens, [Direction(last, v, 3.0)])
+    final = C.residuals(decoder, tokens, "resid_post", last)[last]
+    torch.testing.assert_close(res.after, view.logits(final + 3.0 * v), atol=1e-4, rtol=1e-4)
+    assert bool((res.after[..., 7] > res.before[..., 7]).all())
+    # Bit-identical weights and no hook left, also when the wrapped call raises.
+    with pytest.raises(_Boom):
+        with intervention(decoder, edits):
+            raise _Boom
+    assert C.active_hook_count(decoder) == 0
+    after_params = _params(decoder)
+    assert all(torch.equal(before_params[k], after_params[k]) for k in before_params)
+
+
+def test_subhead_edit_alone_is_exact(decoder):
+    from tl_embspace.compare.intervene import SubHead, intervention
+
+    tokens = _tokens(10, (2, 8))
+    view = adapt(decoder)
+    watch = {
+        "attn": C.Reducer((view.hook_names.at("attn_out", 1),), lambda x: x),
+        "z": C.collect.z_reducer(view, 1, lambda z: z),
+    }
+    base = C.stream(decoder, tokens, watch, progress=False)
+    with intervention(decoder, [SubHead(1, 2, 4, value=0.0)]):
+        edited = C.stream(decoder, tokens, watch, progress=False)
+    delta = (-base["z"][:, :, 2, 4])[..., None] * view.layer(1).W_O[2, 4]
+    torch.testing.assert_close(edited["attn"] - base["attn"], delta, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_edits_are_refused(decoder):
+    from tl_embspace.compare.intervene import Neuron, intervention
+
+    for edit in [Neuron(0, 10**6, value=1.0), Neuron(0, 1), Neuron(0, 1, value=1.0, scale=2.0)]:
+        with pytest.raises(InvalidArgumentError):
+            with intervention(decoder, [edit]):
+                decoder(_tokens())
+    assert C.active_hook_count(decoder) == 0
