@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import EmbSpaceError
-from . import run, zoo
+from . import compare, run, zoo
 
-SUBCOMMANDS = (run, zoo)
+SUBCOMMANDS = (run, zoo, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
