@@ -40,11 +40,22 @@ def add_parser(
     p.add_argument("--n", type=positive_int, default=5, help="neurons/sub-heads per position" + d)
     p.add_argument("--k", type=positive_int, default=50, help="tokens per set" + d)
     p.add_argument("--layers", type=layer_index, nargs="+", metavar="LAYER", help="default: all")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=("ff_key", "ff_gate", "ff_value", "v", "o"),
+        help="parameter kinds (default: all the model has)",
+    )
     p.add_argument("--references", nargs="+", choices=("same", "final"), default=["same", "final"])
     p.add_argument(
         "--variants", nargs="+", choices=("raw", "centered"), default=["raw", "centered"]
     )
     p.add_argument("--lens-basis", default="readout", help="how residuals are read" + d)
+    p.add_argument(
+        "--weights", choices=("raw", "folded"), default="raw", help="weights projected" + d
+    )
+    p.add_argument("--read", default="W_U", help="read-side basis (paper: W_U)" + d)
+    p.add_argument("--write", default="W_U", help="write-side basis (paper: W_U)" + d)
     p.add_argument("--seed", type=int, default=0, help="baseline and bootstrap seed" + d)
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per pass" + d)
     p.add_argument("--out", type=Path, default=Path("agreement-out"), help="output folder" + d)
@@ -88,7 +99,9 @@ def plot(result: Any, path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, run the protocol, write the files."""
+    from ..adapters import adapt
     from ..compare.agreement import agreement
+    from ..space import EmbeddingSpace
 
     existing = [args.out / f for f in FILES if (args.out / f).exists()]
     if existing and not args.overwrite:
@@ -100,12 +113,18 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = zoo.load(args.model, args.backend)
     t_load = time.perf_counter() - t0
+    view = adapt(model)
+    space = EmbeddingSpace(
+        view if args.weights == "raw" else view.folded(), read=args.read, write=args.write
+    )
     res = agreement(
         model,
         args.corpus,
+        space=space,
         n=args.n,
         k=args.k,
         layers=args.layers,
+        kinds=args.kinds,
         references=args.references,
         variants=args.variants,
         positions=args.positions,

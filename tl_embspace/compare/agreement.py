@@ -33,12 +33,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..adapters import WeightView, adapt
-from ..engine import topk_vocab
 from ..errors import InvalidArgumentError, UnsupportedModelError
 from ..space import Basis, EmbeddingSpace, make_basis
 from .collect import _layer_range, ff_reducer, residual_reducer, z_reducer
 from .corpus import DEFAULT_POSITIONS, DEFAULT_SEQ_LEN, windows
-from .lens import topk_reducer_fn
+from .lens import top_tokens, topk_reducer_fn
 from .stream import DEFAULT_BATCH_SIZE, Reducer, stream
 
 # kind -> (which activations select it, side of the residual it is on)
@@ -189,13 +188,11 @@ def _project_topk(
     if not centered:
         vectors = parameter_vectors(space.view, layer, kind)[ids].float()
         x = basis.prepare(space.carry(vectors, side, layer))
-        top, _ = topk_vocab(x, basis.matrix, k, bias=basis.bias)
-        return top.indices
+        return top_tokens(x, basis.matrix, k, basis.bias)[0]
     every = basis.prepare(
         space.carry(parameter_vectors(space.view, layer, kind).float(), side, layer)
     )
-    top, _ = topk_vocab(every[ids] - every.mean(0), basis.matrix, k)
-    return top.indices
+    return top_tokens(every[ids] - every.mean(0), basis.matrix, k)[0]
 
 
 def _mean_prepared(
@@ -236,8 +233,8 @@ def _centered_lens_fn(basis: Basis, mean: Tensor, k: int):
     def fn(x: Tensor) -> Tensor:
         b, p, d = x.shape
         flat = basis.prepare(x.reshape(b * p, d)) - mean.to(x.device)
-        top, _ = topk_vocab(flat, basis.matrix.to(flat.device), k)
-        return top.indices.view(b, p, k, 1)
+        ids, _ = top_tokens(flat, basis.matrix.to(flat.device), k)
+        return ids.view(b, p, k, 1)
 
     return fn
 
