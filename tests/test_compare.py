@@ -461,3 +461,34 @@ def test_bad_edits_are_refused(decoder):
             with intervention(decoder, [edit]):
                 decoder(_tokens())
     assert C.active_hook_count(decoder) == 0
+
+
+@pytest.mark.parametrize("backend", tm.backends())
+def test_encoder_agreement_same_layer_through_the_input_embedding(backend):
+    """An encoder has no final-layer lens here: same-layer only, read through W_E."""
+    from tl_embspace import EmbeddingSpace
+
+    model = tm.load("bert-encoder", backend)
+    tokens = _tokens(11, (3, 10))
+    with pytest.raises(EmbSpaceError, match="references=\\('same',\\)"):
+        agreement(model, tokens, positions=20, progress=False)
+    space = EmbeddingSpace(adapt(model), read="W_E", write="W_E")
+    res = agreement(
+        model, tokens, n=2, k=5, positions=20, references=("same",), lens_basis="W_E",
+        space=space, progress=False,
+    )  # fmt: skip
+    view = adapt(model)
+    win = C.windows(model, tokens, positions=20)
+    cache = model.run_with_cache(win.tokens)[1]
+    scored = win.scored
+    resid = cache[view.hook_names.at("resid_post", 1)][scored].float()
+    b = (resid @ view.W_E.float().T).topk(5, dim=-1).indices
+    coeff = cache["blocks.1.mlp.hook_post"][scored]
+    token_sets = [
+        set((v @ view.W_E.float().T).topk(5).indices.tolist()) for v in view.layer(1).W_out
+    ]
+    chosen = coeff.topk(2, dim=-1).indices
+    a = [set().union(*(token_sets[j] for j in row.tolist())) for row in chosen]
+    expected = torch.tensor([len(a[i] & set(b[i].tolist())) / 5 for i in range(20)])
+    torch.testing.assert_close(res.scores[(1, "ff_value", "same", "raw")][0], expected)
+    assert res.provenance["read_basis"] == "W_E^T" and res.provenance["lens"] == "W_E^T"

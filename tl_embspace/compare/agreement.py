@@ -385,7 +385,8 @@ def agreement(
 
     rows: list[AgreementRow] = []
     scores: dict[tuple[int, str, str, str], tuple[Tensor, Tensor]] = {}
-    for layer, kd, variant in itertools.product(layer_list, kinds, variants):
+    combos = list(itertools.product(layer_list, kinds, variants))
+    for layer, kd, variant in tqdm(combos, desc="projecting parameters", disable=not progress):
         sel = picked[f"{KINDS[kd][0]}{layer}"]  # [P, n]
         unique, inverse = sel.unique(return_inverse=True)
         table = _project_topk(space, layer, kd, unique, k, variant == "centered")  # [U, k]
