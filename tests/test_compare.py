@@ -492,3 +492,43 @@ def test_encoder_agreement_same_layer_through_the_input_embedding(backend):
     expected = torch.tensor([len(a[i] & set(b[i].tolist())) / 5 for i in range(20)])
     torch.testing.assert_close(res.scores[(1, "ff_value", "same", "raw")][0], expected)
     assert res.provenance["read_basis"] == "W_E^T" and res.provenance["lens"] == "W_E^T"
+
+
+def test_related_jaccard_equals_a_dense_reference():
+    from tl_embspace.compare.related import related_jaccard
+
+    model = tm.load("llama-gqa-untied", "bridge")
+    view = adapt(model)
+    rows = related_jaccard(model, k=10, max_pairs=20, seed=3)
+    assert {(r.layer, r.pair) for r in rows} == {
+        (layer, p) for layer in (0, 1) for p in ("key_value", "v_o", "q_k")
+    }
+    W_U = view.W_U.float()
+
+    def top(v):
+        return set((v.float() @ W_U).abs().topk(10).indices.tolist())
+
+    # Rebuild the same seeded sample and pairing, then score with Python sets.
+    g = torch.Generator().manual_seed(3)
+    for r in rows:
+        lw = view.layer(r.layer)
+        d = lw.W_Q.shape[1]
+        left, right = {
+            "key_value": (lw.W_in.T, lw.W_out),
+            "v_o": (lw.W_V.permute(0, 2, 1).reshape(-1, d), lw.W_O.reshape(-1, d)),
+            "q_k": (lw.W_Q.permute(0, 2, 1).reshape(-1, d), lw.W_K.permute(0, 2, 1).reshape(-1, d)),
+        }[r.pair]
+        m = left.shape[0]
+        pick = torch.randperm(m, generator=g)[:20].sort().values
+        partner = (pick + torch.randint(1, m, (pick.numel(),), generator=g)) % m
+        assert not bool((partner == pick).any())
+
+        def jac(a, b):
+            return len(a & b) / len(a | b)
+
+        related = sum(jac(top(left[i]), top(right[i])) for i in pick) / len(pick)
+        shuffled = sum(
+            jac(top(left[i]), top(right[j])) for i, j in zip(pick, partner, strict=True)
+        ) / len(pick)
+        assert r.related == pytest.approx(related, abs=1e-6)
+        assert r.shuffled == pytest.approx(shuffled, abs=1e-6)
