@@ -40,7 +40,10 @@ def test_compare_writes_json_and_tables(tiny, corpus, tmp_path, capsys):
     kinds = {r["kind"] for r in data["rows"]}
     assert kinds == {"ff_key", "ff_gate", "ff_value", "v", "o"}
     assert {r["reference"] for r in data["rows"]} == {"same", "final"}
-    assert "## raw, B from the final layer" in (out / "agreement.md").read_text()
+    report = (out / "agreement.md").read_text()
+    assert "## raw, B from the final layer" in report
+    assert f"tl-embspace compare --model {TINY} --backend bridge" in report
+    assert "--layers 1 --references same final --variants raw" in report
     assert "| 1 |" in capsys.readouterr().out
 
 

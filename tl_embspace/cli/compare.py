@@ -8,7 +8,6 @@ with ``--overwrite``.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +96,22 @@ def plot(result: Any, path: Path) -> bool:
     return True
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The ``tl-embspace compare`` command line equivalent to ``args`` (for the report)."""
+    parts = ["tl-embspace", "compare"]
+    for key, value in vars(args).items():
+        if key in ("handler", "command") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the model, run the protocol, write the files."""
     from ..adapters import adapt
@@ -141,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     parts = [
         f"# Agreement of parameters and activations: {p['model']}",
         "",
-        f"`{' '.join(['tl-embspace', *sys.argv[1:]])}`",
+        f"`{_command(args)}`",
         "",
         f"{p['n_positions']} positions, n={p['n']}, k={p['k']}, seed={p['seed']}; weights "
         f"{p['weights_projected']}, read basis {p['read_basis']}, write basis "
