@@ -204,6 +204,15 @@ def test_corpus_windows_from_strings_and_files(tmp_path, decoder):
     assert torch.equal(C.windows(decoder, path, positions=30, seq_len=8).tokens, win.tokens)
 
 
+def test_encoder_windows_lead_with_the_classification_token():
+    model = tm.load("bert-encoder", "bridge")
+    model.tokenizer.cls_token = "w5"  # the tiny tokenizer has no [CLS]; give it one
+    win = C.windows(model, ["w1 w2 w3 w4 w6 w7 w8 w9 w10 w11"], positions=6, seq_len=4)
+    cls = model.tokenizer.convert_tokens_to_ids("w5")
+    assert win.source["bos"] == cls and bool((win.tokens[:, 0] == cls).all())
+    assert win.n_positions == 6 and not bool(win.scored[:, 0].any())
+
+
 @pytest.mark.parametrize(
     "corpus, match",
     [

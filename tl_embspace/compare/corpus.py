@@ -4,7 +4,7 @@ The paper ran GPT-2 medium over 60 IMDB reviews and kept the first 1,000 token p
 corpus is tokenized once, its tokens concatenated (each text followed by a newline) and cut into
 windows of ``seq_len`` tokens, each led by the model's BOS token when it prepends one. The
 positions that *count* are the non-BOS ones, in order, up to ``positions``: the BOS position is
-an attention sink whose residual says little about the text.
+an attention sink whose residual says little about the text. Encoders lead with ``[CLS]``.
 """
 
 import math
@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from ..adapters import adapt
 from ..errors import InvalidArgumentError
 
 # The paper kept the first 1,000 positions.
@@ -93,10 +94,18 @@ def _hf_texts(spec: str) -> tuple[list[str], dict[str, Any]]:
 
 
 def _bos_id(model: Any, prepend_bos: bool | None) -> int | None:
+    """The token leading each window: BOS, or ``[CLS]`` for an encoder; None for none.
+
+    Encoders lead with their classification token: TransformerLens gives BERT tokenizers a BOS
+    of ``<|endoftext|>``, which a BERT vocabulary maps to ``[UNK]``.
+    """
     tokenizer = model.tokenizer
     default = bool(getattr(model.cfg, "default_prepend_bos", True))
     want = default if prepend_bos is None else prepend_bos
     bos = getattr(tokenizer, "bos_token_id", None)
+    cls = getattr(tokenizer, "cls_token_id", None)
+    if cls is not None and adapt(model).spec.is_encoder:
+        bos = cls
     if want and bos is None:
         if prepend_bos:
             raise CorpusError("prepend_bos=True, but the model's tokenizer has no BOS token")
