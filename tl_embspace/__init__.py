@@ -12,7 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import apps
+from . import apps, compare
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .atlas import Atlas, SearchIndex
 from .errors import (
@@ -117,6 +117,7 @@ __all__ = [
     "Atlas",
     "SearchIndex",
     "apps",
+    "compare",
     "EmbSpaceError",
     "UnsupportedModelError",
     "MissingWeightError",

@@ -1,0 +1,60 @@
+"""``tl-embspace compare`` on a tiny model registered as a temporary zoo entry."""
+
+import json
+
+import pytest
+
+from tl_embspace import cli
+
+from . import tinymodels as tm
+
+TINY = "tiny-compare-llama"
+
+
+@pytest.fixture
+def tiny(zoo_entry):
+    zoo_entry(TINY, lambda backend, processed, device, dtype: tm.load("llama-gqa-untied", backend))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(
+        "\n".join(" ".join(f"w{(i * 7 + j) % 80}" for j in range(30)) for i in range(6))
+    )
+    return path
+
+
+def _argv(tmp_path, corpus, *extra):
+    return [
+        "compare", "--model", TINY, "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+        "--positions", "40", "--seq-len", "16", "--n", "2", "--k", "4", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_compare_writes_json_and_tables(tiny, corpus, tmp_path, capsys):
+    assert cli.main(_argv(tmp_path, corpus, "--layers", "1", "--variants", "raw")) == 0
+    out = tmp_path / "out"
+    data = json.loads((out / "agreement.json").read_text())
+    assert data["provenance"]["n_positions"] == 40 and data["provenance"]["layers"] == [1]
+    kinds = {r["kind"] for r in data["rows"]}
+    assert kinds == {"ff_key", "ff_gate", "ff_value", "v", "o"}
+    assert {r["reference"] for r in data["rows"]} == {"same", "final"}
+    report = (out / "agreement.md").read_text()
+    assert "## raw, B from the final layer" in report
+    assert f"tl-embspace compare --model {TINY} --backend bridge" in report
+    assert "--layers 1 --references same final --variants raw" in report
+    assert "| 1 |" in capsys.readouterr().out
+
+
+def test_compare_refuses_to_replace_its_files_without_overwrite(tiny, corpus, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "agreement.json").write_text("mine")
+    assert cli.main(_argv(tmp_path, corpus)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "agreement.json").read_text() == "mine"
+
+
+def test_compare_refuses_an_unreadable_corpus(tiny, tmp_path, capsys):
+    assert cli.main(_argv(tmp_path, tmp_path / "absent.txt")) == 2
+    assert "cannot read the corpus" in capsys.readouterr().err
