@@ -162,6 +162,8 @@ def interpret_model(
     if weights == "folded":
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
+    for side in ("read", "write"):  # refused now, not at the first pair search
+        space.basis(side).require_linear("the whole-model job (QK/OV pairs, copying scores)")
     spec = view.spec
     # The interpreters' own selection rules: out-of-range ids, bools and duplicates are refused.
     layers = select(layers, spec.n_layers, "layers")
