@@ -231,6 +231,24 @@ def test_pair_search_under_the_tf32_switch_is_exact():
     assert done.stdout.startswith("ok")
 
 
+@pytest.mark.real
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pinv_basis_of_half_precision_real_weights_is_a_right_inverse(require_zoo, dtype):
+    """SmolLM2 (49,152 tokens) cast to half precision: ``W_U pinv(W_U) = I``, not zeros.
+
+    With the cut-off at the stored dtype's own precision (``49152 * eps(bfloat16) = 384``
+    times ``σ_max``) every direction was dropped and the basis was all zeros.
+    """
+    from tl_embspace import zoo
+
+    require_zoo("smollm2-135m-instruct")
+    model = zoo.load("smollm2-135m-instruct", "bridge", device="cpu").to(dtype)
+    space = te.EmbeddingSpace(model, read="pinv")
+    W_U = te.adapt(model).W_U.double()
+    identity = W_U @ space.read.matrix.double().T
+    assert float((identity - torch.eye(W_U.shape[0], dtype=torch.float64)).abs().max()) < 1e-3
+
+
 def test_job_refuses_a_nonlinear_basis_before_writing(tmp_path):
     with pytest.raises(te.BasisError, match="needs a linear basis"):
         interpret_model(tm.bridge(catalogue.CASE), tmp_path / "o", write="readout", **FAST)
