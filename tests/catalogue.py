@@ -253,6 +253,16 @@ def _duplicate_registration(ctx: Ctx) -> Any:
     )(lambda source, **kw: None)
 
 
+def _job(ctx: Ctx, **options: Any) -> Any:
+    from tl_embspace.job import interpret_model
+
+    out = ctx.tmp / "job"
+    try:
+        return interpret_model(ctx.model, out, progress=False, **options)
+    finally:
+        assert not out.exists(), "a refused job must write nothing"
+
+
 # -- the command line -------------------------------------------------------------------------
 
 CLI_MODEL = "tiny-catalogue-llama"
@@ -448,6 +458,20 @@ CATALOGUE: list[Entry] = [
         lambda c: te.interpret("ov_pairs", c.model, layer=0, head=0, k=tm.D_VOCAB**2 + 1),
         errors.FilterError,
         "lower k",
+    ),
+    Entry(
+        "k",
+        "`copying_scores(n_tokens=-5)`",
+        lambda c: te.copying_scores(c.model, n_tokens=-5),
+        errors.InvalidArgumentError,
+        "n_tokens must be positive",
+    ),
+    Entry(
+        "k",
+        "`interpret_model(..., pair_k=0)`",
+        lambda c: _job(c, pair_k=0),
+        errors.InvalidArgumentError,
+        "pair_k must be positive",
     ),
     # filters
     Entry(

@@ -224,6 +224,21 @@ def _as_index(i: Any, what: str) -> int:
     return int(i)
 
 
+def require_positive_int(name: str, value: Any) -> int:
+    """``value`` if it is an int >= 1 (bools refused); else an error naming ``name``.
+
+    Raises:
+        OptionError: not an int (or a bool).
+        InvalidArgumentError: an int below 1 (a negative count would silently slice from the
+            end; zero would divide by zero or select nothing).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise OptionError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise InvalidArgumentError(f"{name} must be positive, got {name}={value}")
+    return int(value)
+
+
 def require_finite(what: str, *tensors: Tensor | None) -> None:
     """Refuse weights holding NaN or infinite values, naming them (``what``, e.g. "L3.H1 W_OV").
 
@@ -256,6 +271,7 @@ __all__ = [
     "project_pairs",
     "project_vectors",
     "require_finite",
+    "require_positive_int",
     "select",
     "select_one",
     "vocab_mask",

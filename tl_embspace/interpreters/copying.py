@@ -7,7 +7,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ._base import Source, as_space, require_finite, select
+from ._base import Source, as_space, require_finite, require_positive_int, select
 
 
 def copying_scores(
@@ -37,6 +37,8 @@ def copying_scores(
     Returns:
         ``[n_layers_selected, n_heads]`` float tensor of scores in [0, 1].
     """
+    n_tokens = require_positive_int("n_tokens", n_tokens)
+    chunk = require_positive_int("chunk", chunk)
     space = as_space(source, **basis)
     view, spec = space.view, space.view.spec
     d_vocab = space.read.matrix.shape[1]
