@@ -4,8 +4,8 @@
 (``adapt``, ``EmbeddingSpace``, ``interpret``, the job, the CLI: all go through a weight view)
 is snapshotted when first adapted, and must be the same at teardown: parameters bit-identical
 (a float64 checksum for models over ``_CLONE_LIMIT`` elements), dtype, device and
-``requires_grad`` unchanged, every module's ``training`` flag as it was, and no hook left
-attached.
+``requires_grad`` unchanged, every module's ``training`` flag as it was, and no hook of
+``tl_embspace``'s left attached (a test's own forward passes may leave TransformerLens's).
 """
 
 from dataclasses import dataclass
@@ -24,10 +24,18 @@ def _bits(t: torch.Tensor) -> tuple[Any, ...]:
     return (t.dtype, tuple(t.shape), flat.view(torch.uint8).numpy().tobytes())
 
 
+def _is_ours(hook: Any) -> bool:
+    fn = getattr(hook, "func", hook)  # functools.partial
+    return str(getattr(fn, "__module__", "") or "").startswith("tl_embspace")
+
+
 def _hooks(model: Any) -> int:
+    """Hooks attached by tl_embspace (a test's own forward passes may leave TransformerLens's)."""
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        _is_ours(hook)
         for m in model.modules()
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks)
+        for hook in hooks.values()
     )
 
 

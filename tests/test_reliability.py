@@ -125,6 +125,28 @@ def test_readme_guarantees_table_is_current():
     )
 
 
+def test_the_model_guard_sees_mutations_flags_and_leaked_hooks():
+    """The no-mutation fixture's check can fail: each kind of change is reported."""
+    import functools
+
+    from tl_embspace import tokens
+
+    from .model_guard import Snapshot
+
+    model = tm.bridge(catalogue.CASE)
+    snap = Snapshot.of(model)
+    assert snap.differences(model) == []
+    handle = model.blocks[0].register_forward_hook(functools.partial(tokens.visible))
+    assert snap.differences(model) == ["1 hook(s) left attached"]
+    handle.remove()
+    model.train()
+    assert snap.differences(model) == ["a module's training flag changed"]
+    model.eval()
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1
+    assert [d.split(" ")[0] for d in snap.differences(model)] == ["parameter"]
+
+
 # -- regression tests of once-silent defects --------------------------------------------------
 
 
