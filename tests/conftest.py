@@ -66,3 +66,33 @@ def zoo_entry():
     for name in added:
         if name in zoo.ZOO:  # a test may have removed it itself
             zoo.ZOO.remove(name)
+
+
+@pytest.fixture(autouse=True)
+def no_model_mutation(request, monkeypatch):
+    """Every model a test hands to tl_embspace is left exactly as it was (see model_guard).
+
+    Each model is snapshotted when a weight view of it is first made (every public operation
+    goes through one), and compared at teardown: parameters, dtype, device, ``requires_grad``,
+    ``training`` and attached hooks. A test that edits its model on purpose after adapting it
+    opts out with ``@pytest.mark.mutates_model``.
+    """
+    if request.node.get_closest_marker("mutates_model"):
+        yield
+        return
+    from tl_embspace.adapters.view import WeightView
+
+    from .model_guard import Watch
+
+    watch = Watch()
+    original = WeightView.__init__
+
+    def init(self, *args, **kwargs):
+        watch.see(getattr(self, "_model", None))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WeightView, "__init__", init)
+    yield
+    monkeypatch.setattr(WeightView, "__init__", original)
+    problems = watch.problems()
+    assert not problems, "tl_embspace changed a model it was given: " + "; ".join(problems)

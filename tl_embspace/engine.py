@@ -327,14 +327,50 @@ class _PairPool:
         return PairTopK(self.values, self.rows, self.cols, scored)
 
 
-def _unit_roundoff() -> float:
-    """Unit roundoff of float32 matmuls under the current precision setting.
+# Unit roundoff of a float32 matmul under each precision setting: full float32, TF32 (10
+# mantissa bits; "high" may also mean bfloat16x3, which is more precise), bfloat16 (7 bits).
+# "none" (new API): set nowhere up the backend chain, i.e. the IEEE float32 default.
+_ROUNDOFF = {
+    "highest": 2.0**-24,
+    "ieee": 2.0**-24,
+    "none": 2.0**-24,
+    "high": 2.0**-11,
+    "tf32": 2.0**-11,
+}
+_ROUNDOFF_BF16 = 2.0**-8  # "medium", "bf16", and any setting this table does not know
 
-    "high" allows TF32 (10 mantissa bits) and "medium" bfloat16 (7 bits); the pruning slack
-    must cover whichever rounding the hardware actually applies.
+
+def _precision_settings(device: torch.device) -> list[str]:
+    """Every float32-matmul precision setting that may apply to a matmul on ``device``.
+
+    PyTorch has two APIs: the legacy ``torch.set_float32_matmul_precision`` and (2.9+) the
+    per-backend ``torch.backends.<backend>.matmul.fp32_precision``. Once both are used, reading
+    the legacy one raises ``RuntimeError``; older versions lack the new one. Read whichever
+    exist, for the backend that runs matmuls on ``device`` (CUDA, or oneDNN on the CPU).
     """
-    precision = torch.get_float32_matmul_precision()
-    return {"highest": 2.0**-24, "high": 2.0**-11}.get(precision, 2.0**-8)
+    settings = []
+    try:
+        settings.append(torch.get_float32_matmul_precision())
+    except RuntimeError:  # legacy and new APIs mixed: the new ones below tell
+        pass
+    backends = {"cuda": ("cuda",), "cpu": ("mkldnn",)}.get(device.type, ("cuda", "mkldnn"))
+    for name in backends:
+        matmul = getattr(getattr(torch.backends, name, None), "matmul", None)
+        setting = getattr(matmul, "fp32_precision", None)
+        if isinstance(setting, str):  # the getter resolves inheritance from parent backends
+            settings.append(setting)
+    return settings
+
+
+def _unit_roundoff(device: torch.device | None = None) -> float:
+    """Unit roundoff of float32 matmuls on ``device`` under the current precision settings.
+
+    The largest over every setting that may apply (see :func:`_precision_settings`), so the
+    pruning slack covers whichever rounding the hardware actually applies; an unknown setting
+    counts as bfloat16. Never raises.
+    """
+    settings = _precision_settings(device or torch.device("cpu"))
+    return max((_ROUNDOFF.get(s, _ROUNDOFF_BF16) for s in settings), default=_ROUNDOFF_BF16)
 
 
 @dataclass(frozen=True)
@@ -393,7 +429,7 @@ def _split_bounds(lhs: Tensor, rhs: Tensor) -> _Split:
     )
     a, b = lhs64 @ t_left, rhs64 @ t_right
     rel = (
-        2.0 * rank * _unit_roundoff() * 1.01  # float32 scores, twice
+        2.0 * rank * _unit_roundoff(lhs.device) * 1.01  # float32 scores, twice
         + defect
         + 8.0 * (rank + 2) * torch.finfo(torch.float64).eps * t_norms  # float64 bound terms
         + 1e-12

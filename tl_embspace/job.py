@@ -16,7 +16,7 @@ from .adapters import adapt
 from .atlas import AtlasWriter, unembedding_hash
 from .errors import InvalidArgumentError
 from .interpreters import InterpreterSpec, copying_scores, interpreters
-from .interpreters._base import display_vocab, select
+from .interpreters._base import display_vocab, require_positive_int, select
 from .results import PairProjection, Provenance, VectorProjection
 from .space import EmbeddingSpace
 from .tokens import TokenFilter
@@ -155,10 +155,15 @@ def interpret_model(
     Raises:
         OutputFolderError: ``out`` may not be written (see
             ``tl_embspace.atlas.check_output_folder``); raised before any work.
-        InvalidArgumentError: ``weights`` is not one of the three names.
+        InvalidArgumentError: ``weights`` is not one of the three names, or a count is below 1.
+        OptionError: a count is not an int.
+        BasisError: ``read`` or ``write`` is not linear (the job scores token pairs).
     """
     if weights not in ("raw", "folded", "auto"):
         raise InvalidArgumentError(f"weights must be 'raw', 'folded' or 'auto', got {weights!r}")
+    counts = dict(k=k, pair_k=pair_k, svd_components=svd_components, copying_tokens=copying_tokens)
+    for name, value in counts.items():  # refused now, not after the first layers' work
+        require_positive_int(name, value)
     writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
     view = adapt(model)
     if weights == "auto":
@@ -166,6 +171,8 @@ def interpret_model(
     if weights == "folded":
         view = view.folded()
     space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
+    for side in ("read", "write"):  # refused now, not at the first pair search
+        space.basis(side).require_linear("the whole-model job (QK/OV pairs, copying scores)")
     spec = view.spec
     # The interpreters' own selection rules: out-of-range ids, bools and duplicates are refused.
     layers = select(layers, spec.n_layers, "layers")

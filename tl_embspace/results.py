@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import InvalidArgumentError, OptionError, SelectionError
+
 
 @functools.cache
 def _version(dist: str) -> str:
@@ -61,6 +63,22 @@ def _tokens(vocab: tuple[str, ...], ids: Tensor) -> list[str]:
     return [vocab[i] for i in ids.tolist()]
 
 
+def _row(i: Any, n: int) -> int:
+    """Check a vector index ``i`` (an int in ``[0, n)``; negative counts from the end)."""
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise OptionError(f"the vector index must be an int, got {i!r} ({type(i).__name__})")
+    if not -n <= i < n:
+        raise SelectionError(f"vector {i} out of range: this result holds {n} vectors")
+    return i
+
+
+def _which(which: Any) -> str:
+    """Check a side name: "top" or "bottom" (never guessed from a misspelling)."""
+    if which not in ("top", "bottom"):
+        raise InvalidArgumentError(f"which must be 'top' or 'bottom', got {which!r}")
+    return which
+
+
 @dataclass(frozen=True)
 class VectorProjection:
     """Top and bottom vocabulary items of a batch of parameter vectors.
@@ -98,11 +116,11 @@ class VectorProjection:
 
     def top_tokens(self, i: int = 0) -> list[str]:
         """Display strings of the top tokens of vector ``i``."""
-        return _tokens(self.vocab, self.top_ids[i])
+        return _tokens(self.vocab, self.top_ids[_row(i, len(self))])
 
     def bottom_tokens(self, i: int = 0) -> list[str]:
         """Display strings of the bottom tokens of vector ``i``."""
-        return _tokens(self.vocab, self.bottom_ids[i])
+        return _tokens(self.vocab, self.bottom_ids[_row(i, len(self))])
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per vector (JSON-ready)."""
@@ -209,8 +227,8 @@ class PairProjection:
     note: str = ""
 
     def pairs(self, which: str = "top") -> list[tuple[str, str, float]]:
-        """``(token_i, token_j, score)`` triples, best first."""
-        scores, rows, cols = self.top if which == "top" else self.bottom
+        """``(token_i, token_j, score)`` triples, best first (``which``: "top" or "bottom")."""
+        scores, rows, cols = self.top if _which(which) == "top" else self.bottom
         return [
             (self.vocab[i], self.vocab[j], s)
             for s, i, j in zip(scores.tolist(), rows.tolist(), cols.tolist(), strict=True)

@@ -30,7 +30,8 @@ from torch import Tensor
 
 from ._linalg import single_threaded
 from .adapters import WeightView, adapt
-from .errors import BasisError, InvalidArgumentError
+from .errors import BasisError, InvalidArgumentError, VocabularyMismatchError
+from .tokens import check_tokenizer
 
 Transport = Callable[[int, Tensor, str], Tensor]
 
@@ -83,29 +84,46 @@ def _unembed(view: WeightView) -> Tensor:
     return view.W_U.float()
 
 
-def _pinv_t(matrix: Tensor, dtype: torch.dtype) -> Tensor:
-    """``pinv(matrix)ᵀ`` for a ``[d_model, d_vocab]`` matrix, computed in float64.
+def _pinv_t(matrix: Tensor) -> Tensor:
+    """``pinv(matrix)ᵀ`` for a ``[d_model, d_vocab]`` float32 matrix, computed in float64.
 
-    Singular values below ``max(shape) * eps(dtype) * σ_max`` are treated as zero, with ``eps``
-    of the dtype the weights were *stored* in: below that they are rounding noise (e.g. the mean
-    direction that centring removes from a folded ``W_U``), and inverting them would blow that
-    noise up to dominate every score.
+    Singular values below ``max(shape) * eps(float32) * σ_max`` are treated as zero: the
+    weights reach us as float32 (views compute in float32), so below that level they are
+    rounding noise of that computation (e.g. the mean direction that centring removes from a
+    folded ``W_U``), and inverting them would blow that noise up to dominate every score. The
+    cut-off uses float32's precision whatever dtype the model stores: a float16/bfloat16
+    matrix is exactly representable in float32, and with its own ``eps`` the cut-off would
+    exceed ``σ_max`` at a 49k vocabulary and drop every direction (an all-zero basis).
     """
-    rtol = max(matrix.shape) * torch.finfo(dtype).eps
+    rtol = max(matrix.shape) * torch.finfo(torch.float32).eps
     with single_threaded():
         return torch.linalg.pinv(matrix.double(), rtol=rtol).T.float().contiguous()
+
+
+def _check_basis_shape(view: WeightView, matrix: Tensor, what: str) -> None:
+    """A basis matrix must be ``[d_model, d_vocab]`` for one of this model's vocabularies."""
+    s = view.spec
+    if matrix.ndim != 2 or matrix.shape[0] != s.d_model:
+        raise BasisError(
+            f"{what} must be a [d_model={s.d_model}, d_vocab] matrix, "
+            f"got shape {tuple(matrix.shape)}"
+        )
+    vocabularies = sorted({s.d_vocab, s.d_vocab_out})
+    if matrix.shape[1] not in vocabularies:
+        raise VocabularyMismatchError(
+            f"{what} has {matrix.shape[1]} columns but {s.model_name}'s vocabulary has "
+            f"{' or '.join(map(str, vocabularies))} tokens: its scores would be labelled with "
+            "the wrong tokens; give one column per token id of the model"
+        )
 
 
 def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
     """Build a named basis for ``view`` (or accept a Basis or a ``[d_model, d_vocab]`` tensor)."""
     if isinstance(name, Basis):
+        _check_basis_shape(view, name.matrix, f"basis {name.name!r}")
         return name
     if isinstance(name, Tensor):
-        if name.ndim != 2 or name.shape[0] != view.spec.d_model:
-            raise BasisError(
-                f"a custom basis must be a [d_model={view.spec.d_model}, d_vocab] tensor, "
-                f"got shape {tuple(name.shape)}"
-            )
+        _check_basis_shape(view, name, "a custom basis")
         return Basis("custom", name.float())
     if name == "W_U":
         return Basis("W_U", _unembed(view))
@@ -118,9 +136,9 @@ def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
     if name == "W_E":
         return Basis("W_E^T", view.W_E.float().T)
     if name == "pinv":
-        return Basis("pinv(W_U)^T", _pinv_t(_unembed(view), view.W_U.dtype))
+        return Basis("pinv(W_U)^T", _pinv_t(_unembed(view)))
     if name == "pinv_W_E":
-        return Basis("pinv(W_E^T)^T", _pinv_t(view.W_E.float().T, view.W_E.dtype))
+        return Basis("pinv(W_E^T)^T", _pinv_t(view.W_E.float().T))
     if name == "readout":
         W_U = _unembed(view)
         b_U = view.b_U
@@ -158,10 +176,19 @@ class EmbeddingSpace:
         tokenizer: Any = None,
     ) -> None:
         self.view = adapt(model)
-        self.read = make_basis(self.view, read)
-        self.write = make_basis(self.view, write)
+        self._requested = {"read": read, "write": write}
+        self._bases = {side: make_basis(self.view, spec) for side, spec in self._requested.items()}
+        self._bases_version = self.view.source_version()
+        if transport is not None and not callable(transport):
+            raise BasisError(
+                f"transport must be a callable f(layer, vectors, side) -> vectors, got "
+                f"{type(transport).__name__}"
+            )
         self.transport = transport
         # Without any tokenizer, results show token ids as "<id N>" and filters refuse to run.
+        if tokenizer is not None:
+            s = self.view.spec
+            check_tokenizer(tokenizer, max(s.d_vocab, s.d_vocab_out), reference=self.view.tokenizer)
         self.tokenizer = tokenizer if tokenizer is not None else self.view.tokenizer
 
     @classmethod
@@ -174,23 +201,87 @@ class EmbeddingSpace:
         return cls(model, read="pinv" if exact else "W_U", write="W_U", **kwargs)
 
     def basis(self, side: str) -> Basis:
-        """The basis of ``side`` ("read" or "write")."""
+        """The basis of ``side`` ("read" or "write").
+
+        Bases built from the model's weights (by name) are rebuilt when the model's parameters
+        have been edited since (see ``WeightView.source_version``).
+        """
         if side not in ("read", "write"):
             raise InvalidArgumentError(f"side must be 'read' or 'write', got {side!r}")
-        return self.read if side == "read" else self.write
+        version = self.view.source_version()
+        if version != self._bases_version:
+            self._bases = {s: make_basis(self.view, b) for s, b in self._requested.items()}
+            self._bases_version = version
+        return self._bases[side]
+
+    @property
+    def read(self) -> Basis:
+        """The read-side basis (vectors that read the residual stream)."""
+        return self.basis("read")
+
+    @property
+    def write(self) -> Basis:
+        """The write-side basis (vectors added to the residual stream)."""
+        return self.basis("write")
 
     def carry(self, vectors: Tensor, side: str, layer: int | None) -> Tensor:
-        """Apply the transport (if any) to vectors living at ``layer``."""
+        """Apply the transport (if any) to vectors living at ``layer``.
+
+        Raises:
+            BasisError: the transport raised, returned something other than a tensor of the
+                input's shape, or returned NaN/infinite values.
+        """
         vectors = vectors.float()
         if self.transport is None or layer is None:
             return vectors
-        out = self.transport(layer, vectors, side)
-        if out.shape != vectors.shape:
+        name = self.describe()["transport"]
+        try:
+            out = self.transport(layer, vectors, side)
+        except Exception as e:  # noqa: BLE001 - a user's callable: say whose error it is
             raise BasisError(
-                f"transport returned shape {tuple(out.shape)} for input {tuple(vectors.shape)}; "
+                f"the transport {name} raised {type(e).__name__} on layer {layer} ({side} "
+                f"side): {e}"
+            ) from e
+        if not isinstance(out, Tensor) or out.shape != vectors.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise BasisError(
+                f"transport {name} returned {got} for input {tuple(vectors.shape)}; "
                 "it must map [n, d_model] to [n, d_model]"
             )
-        return out.float()
+        out = out.float()
+        if out.numel() and not bool(torch.isfinite(out).all()):
+            raise BasisError(
+                f"transport {name} returned NaN or infinite values on layer {layer} ({side} "
+                "side); check the transport (or the vectors it was given)"
+            )
+        return out
+
+    def carry_linear(self, vectors: Tensor, side: str, layer: int | None, purpose: str) -> Tensor:
+        """:meth:`carry`, refusing a transport that is not linear (e.g. a tuned lens with a bias).
+
+        Factored circuits carry each factor column separately and SVD directions have no sign,
+        so both need ``T(a x) = a T(x)``. Checked on the vectors themselves: ``T(0) = 0`` and
+        ``T(-x) = -T(x)`` (an affine map fails both), to float32 rounding of ``T(x)``.
+
+        Raises:
+            BasisError: the transport is affine or otherwise not odd on these vectors (and as
+                :meth:`carry`).
+        """
+        plus = self.carry(vectors, side, layer)
+        if self.transport is None or layer is None or vectors.numel() == 0:
+            return plus
+        minus = self.carry(-vectors, side, layer)
+        zero = self.carry(torch.zeros_like(vectors[:1]).float(), side, layer)
+        scale = float(plus.abs().max()) + float(vectors.abs().max())
+        tol = 1e-5 * scale + torch.finfo(torch.float32).tiny
+        if float((plus + minus).abs().max()) > tol or float(zero.abs().max()) > tol:
+            raise BasisError(
+                f"{purpose} needs a linear transport, but {self.describe()['transport']} is not "
+                f"linear on layer {layer} (T(0) != 0 or T(-x) != -T(x), e.g. an affine tuned "
+                "lens with a bias): the circuit's factors and SVD signs would be carried wrongly. "
+                "Use the transport's linear part, or project single vectors instead"
+            )
+        return plus
 
     def vocab_factor(
         self,
@@ -210,8 +301,9 @@ class EmbeddingSpace:
         """
         basis = self.basis(side)
         basis.require_linear(purpose)
-        # Transport acts on d_model vectors: the factor's columns are such vectors.
-        columns = self.carry(factor.T, side, layer).T
+        # Transport acts on d_model vectors: the factor's columns are such vectors; carrying
+        # them one by one is only the circuit's transport when the transport is linear.
+        columns = self.carry_linear(factor.T, side, layer, purpose).T
         matrix = basis.matrix if tokens is None else basis.matrix[:, tokens]
         return matrix.T @ columns
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ._types import Bool
-from .errors import FilterError, InvalidArgumentError
+from .errors import FilterError, InvalidArgumentError, VocabularyMismatchError
 
 # tokenizer -> (len(tokenizer) when decoded, surface text of ids 0..len-1); weak so that a
 # discarded tokenizer frees its strings. Keyed by length too: add_tokens() invalidates it.
@@ -123,6 +123,42 @@ def vocab_strings(tokenizer: Any, d_vocab: int) -> tuple[str, ...]:
         text if i < len(table) and (text := table[i]) is not None else _placeholder(i)
         for i in range(d_vocab)
     )
+
+
+def check_tokenizer(tokenizer: Any, d_vocab: int, *, reference: Any = None) -> None:
+    """Refuse a tokenizer that cannot label this model's token ids.
+
+    A model's vocabulary may be padded beyond its tokenizer (ids the tokenizer lacks show as
+    ``"<id N>"``), but a tokenizer with *more* tokens than the model, or one whose token-to-id
+    map differs from the model's own tokenizer, belongs to another model: every score would be
+    labelled with the wrong token.
+
+    Args:
+        tokenizer: The tokenizer that will label results.
+        d_vocab: The model's largest vocabulary (rows of ``W_E`` or columns of ``W_U``).
+        reference: The model's own tokenizer, if it has one (compared by vocabulary).
+
+    Raises:
+        VocabularyMismatchError: the tokenizer is larger than the model's vocabulary, or maps
+            some token to another id than ``reference`` does.
+    """
+    size = len(tokenizer)
+    if size > d_vocab:
+        raise VocabularyMismatchError(
+            f"the tokenizer has {size} tokens but the model's vocabulary has {d_vocab}: it "
+            "belongs to another model, and its strings would label the wrong ids; pass the "
+            "model's own tokenizer (or none, to use the model's)"
+        )
+    if reference is None or reference is tokenizer:
+        return
+    ours, theirs = tokenizer.get_vocab(), reference.get_vocab()
+    if ours != theirs:
+        differ = sorted(t for t in set(ours) | set(theirs) if ours.get(t) != theirs.get(t))
+        raise VocabularyMismatchError(
+            f"the tokenizer disagrees with the model's own tokenizer on {len(differ)} tokens "
+            f"(e.g. {differ[:3]}): its strings would label the wrong ids; pass the model's "
+            "tokenizer, or none"
+        )
 
 
 def decode_tokens(tokenizer: Any, ids: Iterable[int] | Tensor) -> list[str]:
@@ -369,6 +405,7 @@ def _compile(pattern: str) -> "re.Pattern[str]":
 
 __all__ = [
     "TokenFilter",
+    "check_tokenizer",
     "decode_tokens",
     "special_ids",
     "visible",

@@ -39,7 +39,8 @@ def adapt(model: Any, facts: ModelFacts | None = None) -> WeightView:
     Raises:
         UnsupportedModelError: For anything else, naming the class and what is supported; for an
             architecture or configuration attribute no adapter family understands (naming it);
-            for ``facts`` given with a view (a view's facts are fixed; adapt the model).
+            for ``facts`` given with a view (a view's facts are fixed; adapt the model); for a
+            model whose parameters are on the meta device (not loaded).
     """
     if isinstance(model, WeightView):
         if facts is not None:
@@ -52,6 +53,13 @@ def adapt(model: Any, facts: ModelFacts | None = None) -> WeightView:
 
     for cls in type(model).__mro__:
         if cls.__name__ in _ADAPTERS and cls.__module__.startswith("transformer_lens"):
+            meta = [name for name, p in model.named_parameters() if p.is_meta]
+            if meta:
+                raise UnsupportedModelError(
+                    f"{len(meta)} parameters of the model (e.g. {meta[0]}) are on the meta "
+                    "device: no values were loaded, so there is nothing to read; load the model "
+                    "with real weights (no meta device or disk offload)"
+                )
             module_name, view_name = _ADAPTERS[cls.__name__]
             module = importlib.import_module(f"{__name__}.{module_name}")
             return getattr(module, view_name)(model, facts)

@@ -17,6 +17,16 @@ from .view import WeightView
 from .weights import GlobalWeights, LayerWeights, MLPWeights, expand_kv
 
 
+def _own(w: Tensor) -> Tensor:
+    """A float32 copy that shares no memory with ``w``.
+
+    ``w.float()`` returns ``w`` itself when it is float32 already: a weight the folding leaves
+    unchanged (``W_O`` of an RMS model) would then be the very tensor the base view caches, and
+    writing through one view would change the other.
+    """
+    return w.to(torch.float32, copy=True)
+
+
 def _scale_rows(w: Tensor, ln_w: Tensor | None) -> Tensor:
     """Multiply the d_model axis (second to last) of a read-side weight by the norm weight."""
     return w if ln_w is None else w * ln_w[:, None].to(w.dtype)
@@ -113,6 +123,15 @@ class FoldedView(WeightView):
         """The base model's hook names (folding changes weights, not the model's hooks)."""
         return self._base.hook_names
 
+    def source_version(self) -> object:
+        """Changes with the base view's (folded weights change exactly when the base's do)."""
+        return (self._refreshes, self._base.source_version())
+
+    def refresh(self) -> None:
+        """Forget every weight read so far, here and in the base view."""
+        self._base.refresh()
+        super().refresh()
+
     def folded(
         self,
         *,
@@ -142,16 +161,16 @@ class FoldedView(WeightView):
         # TransformerLens then leaves W_U's read side uncentred too (centring it would not
         # change the logits either, LayerNorm's output being mean-free), and so do we.
         W_U = _center_read(
-            _scale_rows(g.W_U.float(), g.ln_final_w), is_ln and g.ln_final_w is not None
+            _scale_rows(_own(g.W_U), g.ln_final_w), is_ln and g.ln_final_w is not None
         )
-        b_U = _bias_through(g.W_U.float(), g.ln_final_b, None if g.b_U is None else g.b_U.float())
+        b_U = _bias_through(_own(g.W_U), g.ln_final_b, None if g.b_U is None else _own(g.b_U))
         if self._fold_logit_scale:
             scale = self._base.spec.logit_scale
             W_U, b_U = W_U * scale, None if b_U is None else b_U * scale
         if self._center_unembed:
             W_U = W_U - W_U.mean(-1, keepdim=True)
             b_U = None if b_U is None else b_U - b_U.mean()
-        W_E, W_pos = g.W_E.float(), None if g.W_pos is None else g.W_pos.float()
+        W_E, W_pos = _own(g.W_E), None if g.W_pos is None else _own(g.W_pos)
         if self._center_write:
             W_E, W_pos = _center_write(W_E), _center_write(W_pos)
         # An embedding norm (Bloom) sits before block 0: nothing reads its output but the
@@ -172,7 +191,7 @@ class FoldedView(WeightView):
         is_ln = self.spec.norm_type == "LN"
         # Any: the fields' own types are LayerWeights' (tensors, optional ones, experts).
         f: dict[str, Any] = {
-            k: (v.float() if isinstance(v, Tensor) else v) for k, v in lw.__dict__.items()
+            k: (_own(v) if isinstance(v, Tensor) else v) for k, v in lw.__dict__.items()
         }
 
         def read(
@@ -264,10 +283,10 @@ class FoldedView(WeightView):
         self, e: MLPWeights, ln_w: Tensor | None, ln_b: Tensor | None, read: Any
     ) -> MLPWeights:
         """One expert's MLP with the MLP norm folded into its read side."""
-        W_in, b_in = read(e.W_in.float(), ln_w, ln_b, None if e.b_in is None else e.b_in.float())
-        W_gate, _ = read(None if e.W_gate is None else e.W_gate.float(), ln_w, ln_b, None, False)
-        W_out = e.W_out.float()
-        b_out = None if e.b_out is None else e.b_out.float()
+        W_in, b_in = read(_own(e.W_in), ln_w, ln_b, None if e.b_in is None else _own(e.b_in))
+        W_gate, _ = read(None if e.W_gate is None else _own(e.W_gate), ln_w, ln_b, None, False)
+        W_out = _own(e.W_out)
+        b_out = None if e.b_out is None else _own(e.b_out)
         if self._center_write:
             W_out = _center_write(W_out)
             b_out = None if b_out is None else b_out - b_out.mean()

@@ -4,7 +4,6 @@ Backends (``hooked.py``, ``bridge.py``) implement ``_read_globals``, ``_read_lay
 ``hook_names``; the derived methods are final (equinox's abstract/final pattern).
 """
 
-import functools
 from abc import ABC, abstractmethod
 from typing import Any, final
 
@@ -35,6 +34,9 @@ class WeightView(ABC):
         # is enough to build an EmbeddingSpace with readable tokens.
         self.tokenizer = tokenizer
         self._layers: dict[int, LayerWeights] = {}
+        self._globals: GlobalWeights | None = None
+        self._refreshes = 0
+        self._seen_version: object = None
 
     # -- what backends implement -------------------------------------------------------------
     @abstractmethod
@@ -48,11 +50,49 @@ class WeightView(ABC):
     def hook_names(self) -> HookNames:
         """The model's hook-point names for what this view describes (see ``HookNames``)."""
 
+    def source_version(self) -> object:
+        """A token that changes whenever the model's parameters are edited or replaced.
+
+        Per parameter, its storage address and PyTorch's version counter (which every in-place
+        operation bumps: ``with torch.no_grad(): p.mul_(0)``, ``load_state_dict``), plus the
+        number of explicit :meth:`refresh` calls. Edits made through ``p.data`` bypass the
+        version counter; call :meth:`refresh` after those.
+        """
+        model = getattr(self, "_model", None)
+        params = (
+            () if model is None else tuple((p.data_ptr(), p._version) for p in model.parameters())
+        )
+        return (self._refreshes, params)
+
+    def refresh(self) -> None:
+        """Forget every weight read so far; the next access reads the model again.
+
+        Needed only after edits PyTorch does not count (through ``p.data``); bases of an
+        ``EmbeddingSpace`` on this view are rebuilt too.
+        """
+        self._refreshes += 1
+        self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        self._layers = {}
+        self._globals = None
+        self._seen_version = self.source_version()
+
+    def _check_fresh(self) -> None:
+        # Cached copies are only valid for the parameters they were copied from: an ablation
+        # done in place after the first read must not leave this view answering for the old
+        # model.
+        if self.source_version() != self._seen_version:
+            self._drop_cache()
+
     # -- public access -----------------------------------------------------------------------
-    @functools.cached_property
+    @property
     def globals(self) -> GlobalWeights:
         """Embedding, unembedding, positional and final-norm weights."""
-        return self._read_globals()
+        self._check_fresh()
+        if self._globals is None:
+            self._globals = self._read_globals()
+        return self._globals
 
     @final
     def layer(self, layer: int) -> LayerWeights:
@@ -61,6 +101,7 @@ class WeightView(ABC):
         if not -n <= layer < n:
             raise SelectionError(f"layer {layer} out of range for a model with {n} layers")
         layer %= n
+        self._check_fresh()
         if layer not in self._layers:
             self._layers[layer] = self._read_layer(layer)
         return self._layers[layer]

@@ -1,10 +1,13 @@
 """The only code that writes an atlas folder.
 
 An atlas is written into a temporary folder beside its target and swapped into place only when
-complete: the old atlas (if any) is renamed aside, the new one renamed into place, then the old
-one deleted. On any failure, a KeyboardInterrupt included, the partial folder is removed and the
-previous atlas is left as it was. Only a folder that holds a complete atlas (and nothing else),
-or an empty folder, is ever replaced; anything else is refused with ``OutputFolderError``.
+complete (its files flushed to disk first): the old atlas (if any) is renamed aside, the new one
+renamed into place, then the old one deleted. On any failure, a KeyboardInterrupt included, the
+partial folder is removed and the previous atlas is left as it was. A writer killed outright
+(SIGKILL) leaves hidden folders named with its pid; the next writer to the same target puts a
+moved-aside atlas back and deletes the rest (:func:`recover_interrupted`). Only a folder that
+holds a complete atlas (and nothing else), or an empty folder, is ever replaced; anything else
+is refused with ``OutputFolderError``.
 """
 
 import json
@@ -31,22 +34,82 @@ def _refuse(out: Path, why: str) -> OutputFolderError:
     )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _leftovers(out: Path, kind: str) -> list[Path]:
+    """Hidden ``.NAME.partial-PID-*`` / ``.NAME.old-PID-*`` folders of writers no longer alive.
+
+    A writer killed by a signal it cannot catch (SIGKILL, a power cut) leaves its temporary
+    folder beside the target; the pid in the name tells whether its writer is still running.
+    """
+    dead = []
+    for path in out.parent.glob(f".{out.name}.{kind}-*"):
+        pid = path.name[len(f".{out.name}.{kind}-") :].split("-", 1)[0]
+        if path.is_dir() and not path.is_symlink() and pid.isdigit() and not _pid_alive(int(pid)):
+            dead.append(path)
+    return sorted(dead)
+
+
+def recover_interrupted(out: "str | os.PathLike[str]") -> None:
+    """Undo what a writer killed mid-way left beside ``out``.
+
+    A writer killed between moving the old atlas aside and moving the new one in leaves no
+    ``out`` but a complete ``.NAME.old-PID-*``: it is put back. Every other leftover of a dead
+    writer (an unfinished ``.partial-`` folder, an ``.old-`` folder already replaced) is
+    deleted. Folders of writers still running are left alone.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    old = _leftovers(out, "old")
+    if old and not out.exists() and not out.is_symlink():
+        os.rename(old.pop(), out)
+    for path in old + _leftovers(out, "partial"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse at once a place the atlas could not be written to (not at the end of the job)."""
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _refuse(out, f"{parent} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".tl-embspace-probe-", dir=parent)
+    except OSError as e:
+        raise _refuse(out, f"cannot create anything in {parent} ({e.strerror or e})") from e
+    os.rmdir(probe)
+
+
 def check_output_folder(out: "str | os.PathLike[str]", *, overwrite: bool) -> Path:
     """Check that an atlas may be written to ``out``; return it as a Path.
 
     ``out`` may be a path that does not exist yet; with ``overwrite``, also an empty folder or
     a folder that holds a complete atlas of a readable format and no other file. Call it before
-    any slow work (the job and the command line do), so a refusal comes at once.
+    any slow work (the job and the command line do), so a refusal comes at once. What an
+    earlier, killed run left beside ``out`` is cleaned up first (:func:`recover_interrupted`).
 
     Raises:
         OutputFolderError: ``out`` exists and may not be replaced (a ``FileExistsError``): it is
             a file or a link, the current folder or one of its parents, the home folder, holds
-            files that are not an atlas's, or ``overwrite`` is False.
+            files that are not an atlas's, or ``overwrite`` is False; or nothing can be
+            created where ``out`` would go.
     """
     out = Path(out)
     if out.is_symlink():
         raise _refuse(out, "it is a symbolic link")
+    recover_interrupted(out)
     if not out.exists():
+        _check_writable(out)
         return out
     if not out.is_dir():
         raise _refuse(out, "it is a file, not a folder")
@@ -111,7 +174,9 @@ class AtlasWriter:
 
     def __enter__(self) -> "AtlasWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        # The pid in the name lets a later run tell a dead writer's leftovers from a live one's.
+        prefix = f".{self.out.name}.partial-{os.getpid()}-"
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self.out.parent))
         # mkdtemp makes the folder private (0700); an atlas is an ordinary output folder.
         os.chmod(tmp, 0o777 & ~current_umask())
         self._tmp = tmp
@@ -223,7 +288,9 @@ class AtlasWriter:
             raise AtlasError("AtlasWriter.finish() was not called; the atlas was not written")
         # Checked again: the folder may have changed while the atlas was being computed.
         out = check_output_folder(self.out, overwrite=self.overwrite)
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}" if out.exists() else None
+        _sync_folder(tmp)  # the files' contents reach the disk before the rename publishes them
+        old_name = f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        old = out.parent / old_name if out.exists() else None
         moved_aside = False
         try:
             if old is not None:
@@ -235,6 +302,7 @@ class AtlasWriter:
                 assert old is not None
                 os.rename(old, out)
             raise
+        _fsync(out.parent)
         if old is not None:
             shutil.rmtree(old)
 
@@ -272,3 +340,23 @@ def replace_derived(atlas: Atlas, name: str, write: Callable[[Path], None]) -> P
             else:
                 leftover.unlink(missing_ok=True)
     return target
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') contents to the disk, where the OS allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    for path in folder.iterdir():
+        _fsync(path)
+    _fsync(folder)

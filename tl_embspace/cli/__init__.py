@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 on success, 2 on a usage error (argparse prints it) or when the library
-        refuses the input (printed as one ``error: ...`` line on stderr).
+        refuses the input (printed as one ``error: ...`` line on stderr), 130 when interrupted
+        (Ctrl-C, or SIGTERM during ``run``).
     """
     try:
         args = build_parser().parse_args(argv)
@@ -48,3 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except EmbSpaceError as error:
         print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during `run`: outputs were left as they were
+        print("error: interrupted; no output was written or changed", file=sys.stderr)
+        return 130

@@ -6,6 +6,8 @@ each layer exists) is checked right after loading it, before any work.
 """
 
 import argparse
+import signal
+import threading
 from pathlib import Path
 
 from .. import zoo
@@ -14,6 +16,16 @@ from ..space import BASIS_NAMES
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WEIGHTS = ("auto", "raw", "folded")
+# The job scores token pairs and copying scores, which need linear bases: "readout" (final
+# norm, then W_U and b_U) is not one, so it is not offered here.
+JOB_BASES = tuple(name for name in BASIS_NAMES if name != "readout")
+
+
+def model_name(text: str) -> str:
+    """Argparse type: a non-empty model name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a model name, got an empty string")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -66,6 +78,7 @@ def add_parser(
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
+        type=model_name,
         help="offline zoo name (see `tl-embspace zoo`) or TransformerLens model name" + default,
     )
     p.add_argument(
@@ -115,8 +128,8 @@ def add_parser(
         help="raw weights, norms folded in, or auto: folded for pre-norm models, raw for "
         "post-norm encoders" + default,
     )
-    p.add_argument("--read", default="W_E", choices=BASIS_NAMES, help="read-side basis" + default)
-    p.add_argument("--write", default="W_U", choices=BASIS_NAMES, help="write-side basis" + default)
+    p.add_argument("--read", default="W_E", choices=JOB_BASES, help="read-side basis" + default)
+    p.add_argument("--write", default="W_U", choices=JOB_BASES, help="write-side basis" + default)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--no-index",
@@ -127,8 +140,27 @@ def add_parser(
     return p
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # Raised where the job is, so the atlas writer's cleanup runs as for Ctrl-C.
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Load the model, check the layers against it, and write the results."""
+    """Load the model, check the layers against it, and write the results.
+
+    SIGTERM is handled like Ctrl-C while it runs: the partial output is removed and any
+    previous atlas is left as it was.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..adapters import adapt
     from ..atlas import check_output_folder
     from ..job import interpret_model

@@ -224,6 +224,39 @@ def _as_index(i: Any, what: str) -> int:
     return int(i)
 
 
+def require_positive_int(name: str, value: Any) -> int:
+    """``value`` if it is an int >= 1 (bools refused); else an error naming ``name``.
+
+    Raises:
+        OptionError: not an int (or a bool).
+        InvalidArgumentError: an int below 1 (a negative count would silently slice from the
+            end; zero would divide by zero or select nothing).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise OptionError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise InvalidArgumentError(f"{name} must be positive, got {name}={value}")
+    return int(value)
+
+
+def require_finite(what: str, *tensors: Tensor | None) -> None:
+    """Refuse weights holding NaN or infinite values, naming them (``what``, e.g. "L3.H1 W_OV").
+
+    The top-k engine checks the tensors it ranks; this covers the paths that reduce weights
+    some other way first (an SVD, an argmax), where NaN would give a raw LinAlgError or an
+    ordinary-looking wrong number.
+
+    Raises:
+        InvalidArgumentError: some tensor holds a NaN or an infinity.
+    """
+    for t in tensors:
+        if t is not None and t.numel() and not bool(torch.isfinite(t).all()):
+            raise InvalidArgumentError(
+                f"{what} contains NaN or infinite values, so its scores would be meaningless; "
+                "check the weights (e.g. an overflowed float16 cast or a corrupted checkpoint)"
+            )
+
+
 def check_layer(space: EmbeddingSpace, layer: int) -> int:
     """``layer`` checked and normalised against the model's number of layers."""
     return select_one(layer, space.view.spec.n_layers, "layer")
@@ -237,6 +270,8 @@ __all__ = [
     "display_vocab",
     "project_pairs",
     "project_vectors",
+    "require_finite",
+    "require_positive_int",
     "select",
     "select_one",
     "vocab_mask",

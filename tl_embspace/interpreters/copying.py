@@ -7,7 +7,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ._base import Source, as_space, select
+from ._base import Source, as_space, require_finite, require_positive_int, select
 
 
 def copying_scores(
@@ -37,6 +37,8 @@ def copying_scores(
     Returns:
         ``[n_layers_selected, n_heads]`` float tensor of scores in [0, 1].
     """
+    n_tokens = require_positive_int("n_tokens", n_tokens)
+    chunk = require_positive_int("chunk", chunk)
     space = as_space(source, **basis)
     view, spec = space.view, space.view.spec
     d_vocab = space.read.matrix.shape[1]
@@ -51,6 +53,10 @@ def copying_scores(
             left = space.vocab_factor(lw.W_V[h], "read", layer, tokens, purpose="copying_scores")
             right = space.vocab_factor(
                 lw.W_O_written[h].T, "write", layer, purpose="copying_scores"
+            )
+            # An argmax over NaN scores returns an ordinary-looking id: refuse instead.
+            require_finite(
+                f"the OV circuit of layer {layer} head {h} in vocabulary space", left, right
             )
             hits = 0
             for start in range(0, len(tokens), chunk):

@@ -19,7 +19,16 @@ from ..errors import InvalidArgumentError, MissingWeightError
 from ..results import VectorProjection
 from ..space import EmbeddingSpace
 from ..tokens import TokenFilter
-from ._base import Selection, Source, as_space, check_layer, project_vectors, select, select_one
+from ._base import (
+    Selection,
+    Source,
+    as_space,
+    check_layer,
+    project_vectors,
+    require_finite,
+    select,
+    select_one,
+)
 from .spec import register_interpreter
 
 
@@ -76,6 +85,8 @@ def _directions(
 ) -> VectorProjection:
     idx = select(components, len(S), "components")
     flags = near_degenerate(S, degenerate_rtol)
+    # The canonical sign assumes scores odd in the vector: an affine transport breaks that.
+    space.carry_linear(vectors[idx], side, layer, f"{name} (singular directions have no sign)")
     p = project_vectors(
         space,
         vectors[idx],
@@ -114,10 +125,14 @@ def _head_svd(
     lw, spec = space.view.layer(layer), space.view.spec
     h = select_one(head, spec.n_heads, "head")
     if circuit == "ov":
-        U, S, V = low_rank_svd(lw.W_V[h], lw.W_O_written[h].T)
+        A, B = lw.W_V[h], lw.W_O_written[h].T
+    else:
+        A, B = lw.W_Q_qk[h], lw.W_K_qk[h]
+    require_finite(f"W_{circuit.upper()} of layer {layer} head {h}", A, B)
+    U, S, V = low_rank_svd(A, B)
+    if circuit == "ov":
         sides = {"output": ("write", V), "input": ("read", U)}
     else:
-        U, S, V = low_rank_svd(lw.W_Q_qk[h], lw.W_K_qk[h])
         sides = {"query": ("read", U), "key": ("read", V)}
     if which not in sides:
         raise InvalidArgumentError(
@@ -235,6 +250,7 @@ def _mlp_svd(
     w = getattr(space.view.layer(layer), "W_out_written" if weight == "W_out" else weight)
     if w is None:
         raise MissingWeightError(f"layer {layer} of {space.view.spec.model_name} has no {weight}")
+    require_finite(f"{weight} of layer {layer}", w)
     # W_in [d_model, d_mlp]: left singular vectors live in d_model (read side).
     # W_out [d_mlp, d_model]: right singular vectors live in d_model (write side).
     with single_threaded():
