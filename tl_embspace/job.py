@@ -20,6 +20,7 @@ from .interpreters._base import display_vocab, select
 from .results import PairProjection, Provenance, VectorProjection
 from .space import EmbeddingSpace
 from .tokens import TokenFilter
+from .vocab import VOCAB_MODES, CorpusCounts, choose_vocabulary, describe_filter
 
 #: The per-row interpreters the job runs in every layer (FF neurons, Q/K/V/O sub-heads); the
 #: others it runs are the registry's head-scope ones (SVDs of each head's circuits, QK/OV pairs)
@@ -116,6 +117,9 @@ def interpret_model(
     read: str = "W_E",
     write: str = "W_U",
     token_filter: TokenFilter | None = None,
+    vocab: str = "hygiene",
+    corpus: CorpusCounts | None = None,
+    min_count: int = 1,
     copying_tokens: int = 2048,
     overwrite: bool = False,
     progress: bool = True,
@@ -141,6 +145,13 @@ def interpret_model(
         write: Write-side basis name.
         layers: Only these layers (default all).
         token_filter: Tokens to leave out of every top/bottom list (None: keep all).
+        vocab: ``"hygiene"`` (default): leave out special, unreachable, illegible, under-trained
+            and fragment tokens and standardise scores over random directions; ``"raw"``: the
+            paper's view (see ``tl_embspace.vocab.defaults``). Recorded in the manifest's
+            ``options["vocab"]`` and in every result's basis names.
+        corpus: Under ``"hygiene"``, also leave out tokens seen fewer than ``min_count`` times
+            in these counts (``tl_embspace.vocab.count_tokens``).
+        min_count: See ``corpus``.
         copying_tokens: Tokens sampled for each OV head's copying score.
         overwrite: Replace the atlas at ``out``. Anything else at ``out`` is refused.
         progress: Show a progress bar.
@@ -151,17 +162,24 @@ def interpret_model(
     Raises:
         OutputFolderError: ``out`` may not be written (see
             ``tl_embspace.atlas.check_output_folder``); raised before any work.
-        InvalidArgumentError: ``weights`` is not one of the three names.
+        InvalidArgumentError: ``weights`` is not one of the three names, or ``vocab`` not one
+            of ``"hygiene"``, ``"raw"``.
     """
     if weights not in ("raw", "folded", "auto"):
         raise InvalidArgumentError(f"weights must be 'raw', 'folded' or 'auto', got {weights!r}")
+    if vocab not in VOCAB_MODES:
+        raise InvalidArgumentError(f"vocab must be one of {VOCAB_MODES}, got {vocab!r}")
     writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
     view = adapt(model)
     if weights == "auto":
         weights = "folded" if view.spec.norm_placement == "pre" else "raw"
     if weights == "folded":
         view = view.folded()
-    space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
+    raw_space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
+    chosen_vocab = choose_vocabulary(
+        raw_space, vocab, token_filter=token_filter, corpus=corpus, min_count=min_count
+    )
+    space = chosen_vocab.space
     spec = view.spec
     # The interpreters' own selection rules: out-of-range ids, bools and duplicates are refused.
     layers = select(layers, spec.n_layers, "layers")
@@ -190,7 +208,7 @@ def interpret_model(
                 k=k,
                 pair_k=pair_k,
                 svd_components=svd_components,
-                token_filter=token_filter,
+                token_filter=chosen_vocab.token_filter,
                 tick=lambda: bar.update(1),
             )
             writer.write_layer(layer, vectors, pairs)
@@ -199,7 +217,8 @@ def interpret_model(
             bar.refresh()
         bar.close()
         t0 = time.perf_counter()
-        copying = copying_scores(space, layers=layers, n_tokens=copying_tokens)
+        # Copying scores keep their definition (raw OV scores, every token) under any vocab.
+        copying = copying_scores(raw_space, layers=layers, n_tokens=copying_tokens)
         copy_seconds = round(time.perf_counter() - t0, 2)
         writer.finish(
             vocab=display_vocab(space, space.write.matrix.shape[1]),
@@ -213,7 +232,8 @@ def interpret_model(
                 "weights": weights,
                 "read": read,
                 "write": write,
-                "token_filter": None if token_filter is None else asdict(token_filter),
+                "token_filter": describe_filter(token_filter),
+                "vocab": chosen_vocab.record,
                 "copying_tokens": copying_tokens,
             },
             copying_scores=(layers, copying.numpy(), copying_tokens),
@@ -222,7 +242,8 @@ def interpret_model(
                 "copying_scores": copy_seconds,
                 "total": round(time.perf_counter() - started, 2),
             },
-            unembedding_hash=unembedding_hash(space.write.matrix, space.write.bias),
+            # The model's own unembedding (what Atlas.matches(model) hashes), not the normalised.
+            unembedding_hash=unembedding_hash(raw_space.write.matrix, raw_space.write.bias),
             report=render_job,
         )
     return writer.out
