@@ -17,6 +17,7 @@ Usage::
 
     TL_EMBSPACE_DATA=../shared/data python benchmarks/vocab_hygiene.py
     python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1
+    python benchmarks/vocab_hygiene.py --layers 5 20 --pair-heads --rows-only --threads 1
 """
 
 import argparse
@@ -50,11 +51,13 @@ def unseen_share(ids: torch.Tensor, seen: torch.Tensor) -> float:
     return float((~seen[ids.flatten()]).float().mean())
 
 
-def vector_results(space, flt, layer: int) -> dict:
+def vector_results(space, flt, layer: int, rows_only: bool) -> dict:
     chosen = job_interpreters(space.view.layer(layer))
     out = {}
     for interp in chosen["rows"]:
         out[interp.name] = interp(space, layer=layer, k=K, token_filter=flt).top_ids
+    if rows_only:
+        return out
     spec = space.view.spec
     for interp in chosen["head_vectors"]:
         out[interp.name] = torch.cat(
@@ -77,7 +80,15 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get(vocab.corpus.DATA_ENV))
     parser.add_argument("--layers", type=int, nargs="+", default=[5, 15, 20, 25])
     parser.add_argument("--pair-heads", type=int, nargs="*", default=[1])
+    parser.add_argument(
+        "--rows-only",
+        action="store_true",
+        help="per-row kinds only (FF keys/gates/values, Q/K/V/O sub-heads): no SVD directions",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (a shared machine: 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = zoo.load("smollm2-135m-instruct", "bridge", device="cpu")
@@ -108,7 +119,7 @@ def main() -> None:
     shares: dict[str, dict[str, list[float]]] = {}
     for layer in args.layers:
         for variant, (space, flt) in variants.items():
-            for kind, ids in vector_results(space, flt, layer).items():
+            for kind, ids in vector_results(space, flt, layer, args.rows_only).items():
                 shares.setdefault(kind, {}).setdefault(variant, []).append(unseen_share(ids, seen))
         for h in args.pair_heads:
             for kind in ("qk_pairs", "ov_pairs"):
@@ -134,12 +145,18 @@ def main() -> None:
 
     print("\nBefore / after (raw | hygiene), top 6:\n")
     clean_space, flt = variants["hygiene (both)"]
+    fmt = lambda ps: ", ".join(f"({a} → {b})" for a, b, _ in ps)  # noqa: E731
+    before = te.interpret("ov_pairs", raw, layer=5, head=1, k=6).pairs()
+    after = te.interpret("ov_pairs", clean_space, layer=5, head=1, k=6, token_filter=flt).pairs()
+    print(f"- L5.H1 ov_pairs: {fmt(before)}  |  {fmt(after)}")
     for layer, head in ((5, 1), (15, 4), (20, 2)):
-        for kind in ("ov_pairs",):
-            before = te.interpret(kind, raw, layer=layer, head=head, k=6).pairs()
-            after = te.interpret(kind, clean_space, layer=layer, head=head, k=6, token_filter=flt)
-            fmt = lambda ps: ", ".join(f"({a} → {b})" for a, b, _ in ps)  # noqa: E731
-            print(f"- L{layer}.H{head} {kind}: {fmt(before)}  |  {fmt(after.pairs())}")
+        opts = dict(layer=layer, head=head, k=6, components=[0])
+        before = te.interpret("svd_ov", raw, **opts)
+        after = te.interpret("svd_ov", clean_space, token_filter=flt, **opts)
+        print(
+            f"- L{layer}.H{head} svd_ov[0]: {' '.join(before.top_tokens(0))}  |  "
+            f"{' '.join(after.top_tokens(0))}"
+        )
     for layer, neuron in ((15, 1), (15, 4), (20, 100)):
         before = te.interpret("ff_value", raw, layer=layer, neurons=[neuron], k=6)
         after = te.interpret(
