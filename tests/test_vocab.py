@@ -342,3 +342,42 @@ def test_job_uses_hygiene_by_default_and_raw_on_request(tmp_path):
     with pytest.raises(InvalidArgumentError, match="vocab must be"):
         interpret_model(model, tmp_path / "x", vocab="clean", **opts)
     assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: --vocab, --corpus, --min-count
+# ---------------------------------------------------------------------------------------------
+
+from .test_cli import FAST, _run, tiny  # noqa: E402, F401 - the CLI's tiny-model fixture
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vocab", "clean"], "argument --vocab: invalid choice: 'clean'"),
+        (["--min-count", "0"], "argument --min-count: expected a positive integer"),
+        (["--vocab", "raw", "--corpus", "{corpus}"], "needs --vocab hygiene"),
+        (["--corpus", "{missing}"], "no such file"),
+    ],
+)
+def test_cli_vocab_arguments_are_refused_before_loading(tiny, tmp_path, capsys, args, message):  # noqa: F811
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("w1 w2\n", encoding="utf-8")
+    args = [a.format(corpus=corpus, missing=tmp_path / "missing.txt") for a in args]
+    assert _run(tmp_path, *args) == 2
+    assert message in capsys.readouterr().err
+    assert tiny == []
+
+
+def test_cli_corpus_vocabulary_is_applied_and_recorded(tiny, tmp_path, cache):  # noqa: F811
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("w1 w2 w3 w4 w5\nw5 w6 w7 w8 w9 w10 w11\n", encoding="utf-8")
+    assert _run(tmp_path, *FAST, "--layers", "1", "--corpus", str(corpus)) == 0
+    atlas = te.Atlas.open(tmp_path / "out")
+    record = atlas.options["vocab"]
+    assert record["mode"] == "hygiene" and record["filter"]["label"].endswith("count>=1")
+    tok = tm.tokenizer()
+    allowed = {tok.convert_tokens_to_ids(f"w{i}") for i in range(1, 12)}
+    assert record["filter"]["allowed"] <= len(allowed)
+    ids = atlas.layer(1).vectors["ff_value"].top_ids
+    assert set(ids.flatten().tolist()) <= allowed
