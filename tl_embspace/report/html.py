@@ -79,6 +79,19 @@ def render_job(atlas: "Atlas | str | os.PathLike[str]", rows_per_table: int = 15
         f"product with token t's embedding (basis {html.escape(prov['read_basis'])}). "
         "Rows are sorted by their best score.</p>"
     )
+    choice = atlas.options.get("vocab")  # absent from atlases written before hygiene
+    if choice:
+        token_filter = choice.get("filter")
+        described = (
+            "every token"
+            if not token_filter
+            else token_filter.get("label") or f"TokenFilter {token_filter}"
+        )
+        parts.append(
+            f"<p>Vocabulary: <b>{html.escape(choice['mode'])}</b> ({html.escape(described)}; "
+            f"normalisation: {html.escape(str(choice.get('normalisation') or 'none'))}). "
+            "<code>--vocab raw</code> gives every token and raw scores.</p>"
+        )
     cs = atlas.copying_scores
     ranked = sorted(
         (
