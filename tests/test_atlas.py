@@ -17,6 +17,7 @@ from tl_embspace.errors import AtlasError, EmbSpaceError, OutputFolderError
 from tl_embspace.job import interpret_model
 from tl_embspace.report import site as report_site
 from tl_embspace.report import write_site
+from tl_embspace.vocab import choose_vocabulary
 
 from . import tinymodels as tm
 
@@ -119,7 +120,8 @@ def test_round_trip_written_equals_read(space, tmp_path):
 def test_job_atlas_matches_the_interpreters_and_its_weights(model, space, atlas_dir):
     out, _ = atlas_dir
     atlas = Atlas.open(out)
-    ref = te.interpret("ff_key", space, layer=1, k=3)
+    choice = choose_vocabulary(space, "hygiene")  # the job's default vocabulary
+    ref = te.interpret("ff_key", choice.space, layer=1, k=3, token_filter=choice.token_filter)
     table = atlas.layer(1).vectors["ff_key"]
     np.testing.assert_array_equal(table.top_ids, ref.top_ids.numpy())
     assert table.labels == ref.labels

@@ -53,6 +53,7 @@ def runs(request, tmp_path_factory):
         tm.load(request.param, "bridge"),
         tmp_path_factory.mktemp("g") / "run",
         progress=False,
+        vocab="raw",  # the old job's view: every token, raw scores (hygiene came later)
         **OPTIONS,
     )
     pack(out, out.parent / "now")
@@ -75,6 +76,8 @@ def test_same_files_and_manifest(runs):
     # then must be recorded the same now.
     assert {k: new_m["spec"][k] for k in old_m["spec"]} == old_m["spec"]
     new_m.pop("spec"), old_m.pop("spec")
+    # The vocabulary choice is recorded since hygiene exists; the old job was the raw view.
+    assert new_m["options"].pop("vocab") == {"mode": "raw", "filter": None, "normalisation": None}
     assert new_m == old_m
     assert new["vocab"] == old["vocab"]
 

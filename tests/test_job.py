@@ -6,6 +6,7 @@ import tl_embspace as te
 from tl_embspace import cli
 from tl_embspace.atlas import Atlas
 from tl_embspace.job import interpret_model
+from tl_embspace.vocab import choose_vocabulary
 
 from . import tinymodels as tm
 
@@ -29,12 +30,16 @@ def test_job_writes_every_parameter_and_matches_the_interpreters(tmp_path):
     assert vectors["k"].top_ids.shape == (spec.n_kv_heads * spec.d_head, 5)
     assert vectors["svd_ov"].top_ids.shape == (spec.n_heads * 3, 5)
     assert len(layer.pairs) == 2 * spec.n_heads
-    # The stored numbers are exactly what the interpreter gives.
-    space = te.EmbeddingSpace(te.adapt(model).folded(), tokenizer=model.tokenizer)
-    ref = te.interpret("ff_value", space, layer=1, k=5)
+    # The stored numbers are exactly what the interpreter gives, in the default (hygiene)
+    # vocabulary: the normalised space and the hygiene filter.
+    raw = te.EmbeddingSpace(te.adapt(model).folded(), tokenizer=model.tokenizer)
+    choice = choose_vocabulary(raw, "hygiene")
+    assert atlas.options["vocab"] == choice.record
+    space, hygiene = choice.space, choice.token_filter
+    ref = te.interpret("ff_value", space, layer=1, k=5, token_filter=hygiene)
     assert (vectors["ff_value"].top_ids == ref.top_ids.numpy()).all()
     assert vectors["ff_value"].labels == ref.labels
-    pairs = te.interpret("ov_pairs", space, layer=1, head=2, k=4)
+    pairs = te.interpret("ov_pairs", space, layer=1, head=2, k=4, token_filter=hygiene)
     stored = layer.pair("L1.H2.ov")
     assert [(x.i, x.j) for x in stored.top] == list(
         zip(pairs.top[1].tolist(), pairs.top[2].tolist(), strict=True)

@@ -20,6 +20,7 @@ from .interpreters._base import display_vocab, require_positive_int, select
 from .results import PairProjection, Provenance, VectorProjection
 from .space import EmbeddingSpace
 from .tokens import TokenFilter
+from .vocab import VOCAB_MODES, CorpusCounts, choose_vocabulary, describe_filter
 
 #: The per-row interpreters the job runs in every layer (FF neurons, Q/K/V/O sub-heads, and on
 #: sparse-MoE layers every expert's neurons, labelled by expert, and the router's columns); the
@@ -117,6 +118,9 @@ def interpret_model(
     read: str = "W_E",
     write: str = "W_U",
     token_filter: TokenFilter | None = None,
+    vocab: str = "hygiene",
+    corpus: CorpusCounts | None = None,
+    min_count: int = 1,
     copying_tokens: int = 2048,
     overwrite: bool = False,
     progress: bool = True,
@@ -143,6 +147,13 @@ def interpret_model(
         write: Write-side basis name.
         layers: Only these layers (default all).
         token_filter: Tokens to leave out of every top/bottom list (None: keep all).
+        vocab: ``"hygiene"`` (default): leave out special, unreachable, illegible, under-trained
+            and fragment tokens and standardise scores over random directions; ``"raw"``: the
+            paper's view (see ``tl_embspace.vocab.defaults``). Recorded in the manifest's
+            ``options["vocab"]`` and in every result's basis names.
+        corpus: Under ``"hygiene"``, also leave out tokens seen fewer than ``min_count`` times
+            in these counts (``tl_embspace.vocab.count_tokens``).
+        min_count: See ``corpus``.
         copying_tokens: Tokens sampled for each OV head's copying score.
         overwrite: Replace the atlas at ``out``. Anything else at ``out`` is refused.
         progress: Show a progress bar.
@@ -155,12 +166,15 @@ def interpret_model(
     Raises:
         OutputFolderError: ``out`` may not be written (see
             ``tl_embspace.atlas.check_output_folder``); raised before any work.
-        InvalidArgumentError: ``weights`` is not one of the three names, or a count is below 1.
+        InvalidArgumentError: ``weights`` is not one of the three names, ``vocab`` not one of
+            ``"hygiene"``, ``"raw"``, or a count is below 1.
         OptionError: a count is not an int.
         BasisError: ``read`` or ``write`` is not linear (the job scores token pairs).
     """
     if weights not in ("raw", "folded", "auto"):
         raise InvalidArgumentError(f"weights must be 'raw', 'folded' or 'auto', got {weights!r}")
+    if vocab not in VOCAB_MODES:
+        raise InvalidArgumentError(f"vocab must be one of {VOCAB_MODES}, got {vocab!r}")
     counts = dict(k=k, pair_k=pair_k, svd_components=svd_components, copying_tokens=copying_tokens)
     for name, value in counts.items():  # refused now, not after the first layers' work
         require_positive_int(name, value)
@@ -170,9 +184,13 @@ def interpret_model(
         weights = "raw" if view.spec.residual_normalised_in_place else "folded"
     if weights == "folded":
         view = view.folded()
-    space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
+    raw_space = EmbeddingSpace(view, read=read, write=write, tokenizer=model.tokenizer)
     for side in ("read", "write"):  # refused now, not at the first pair search
-        space.basis(side).require_linear("the whole-model job (QK/OV pairs, copying scores)")
+        raw_space.basis(side).require_linear("the whole-model job (QK/OV pairs, copying scores)")
+    chosen_vocab = choose_vocabulary(
+        raw_space, vocab, token_filter=token_filter, corpus=corpus, min_count=min_count
+    )
+    space = chosen_vocab.space
     spec = view.spec
     # The interpreters' own selection rules: out-of-range ids, bools and duplicates are refused.
     layers = select(layers, spec.n_layers, "layers")
@@ -201,7 +219,7 @@ def interpret_model(
                 k=k,
                 pair_k=pair_k,
                 svd_components=svd_components,
-                token_filter=token_filter,
+                token_filter=chosen_vocab.token_filter,
                 tick=lambda: bar.update(1),
             )
             writer.write_layer(layer, vectors, pairs)
@@ -210,7 +228,8 @@ def interpret_model(
             bar.refresh()
         bar.close()
         t0 = time.perf_counter()
-        copying = copying_scores(space, layers=layers, n_tokens=copying_tokens)
+        # Copying scores keep their definition (raw OV scores, every token) under any vocab.
+        copying = copying_scores(raw_space, layers=layers, n_tokens=copying_tokens)
         copy_seconds = round(time.perf_counter() - t0, 2)
         writer.finish(
             vocab=display_vocab(space, space.write.matrix.shape[1]),
@@ -224,7 +243,8 @@ def interpret_model(
                 "weights": weights,
                 "read": read,
                 "write": write,
-                "token_filter": None if token_filter is None else asdict(token_filter),
+                "token_filter": describe_filter(token_filter),
+                "vocab": chosen_vocab.record,
                 "copying_tokens": copying_tokens,
             },
             copying_scores=(layers, copying.numpy(), copying_tokens),
@@ -233,7 +253,8 @@ def interpret_model(
                 "copying_scores": copy_seconds,
                 "total": round(time.perf_counter() - started, 2),
             },
-            unembedding_hash=unembedding_hash(space.write.matrix, space.write.bias),
+            # The model's own unembedding (what Atlas.matches(model) hashes), not the normalised.
+            unembedding_hash=unembedding_hash(raw_space.write.matrix, raw_space.write.bias),
             report=write_site,
             search_index=search_index,
         )

@@ -130,6 +130,24 @@ def add_parser(
     )
     p.add_argument("--read", default="W_E", choices=JOB_BASES, help="read-side basis" + default)
     p.add_argument("--write", default="W_U", choices=JOB_BASES, help="write-side basis" + default)
+    p.add_argument(
+        "--vocab",
+        default="hygiene",
+        choices=("hygiene", "raw"),
+        help="hygiene: leave out special, unreachable, illegible, under-trained and fragment "
+        "tokens and standardise scores; raw: every token, raw scores (the paper's view)" + default,
+    )
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        help="with --vocab hygiene, keep only tokens seen in this text file (counts cached)",
+    )
+    p.add_argument(
+        "--min-count",
+        type=positive_int,
+        default=1,
+        help="occurrences in --corpus a token needs" + default,
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--no-index",
@@ -168,6 +186,11 @@ def _run(args: argparse.Namespace) -> int:
     # The job checks it too; checked here first so that a refusal (an existing folder without
     # --overwrite, or one that is not an atlas) comes before the slow model load.
     check_output_folder(args.out, overwrite=args.overwrite)
+    if args.corpus is not None and (args.vocab == "raw" or not args.corpus.is_file()):
+        raise InvalidArgumentError(
+            f"--corpus {args.corpus}: "
+            + ("needs --vocab hygiene" if args.vocab == "raw" else "no such file")
+        )
     model = zoo.load(args.model, args.backend)
     if args.layers is not None:
         n_layers = adapt(model).spec.n_layers
@@ -177,6 +200,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"--layers {' '.join(map(str, missing))}: {args.model} has {n_layers} layers, "
                 f"numbered 0 to {n_layers - 1}"
             )
+    corpus = None
+    if args.corpus is not None:
+        from ..vocab import count_tokens
+
+        corpus = count_tokens(model.tokenizer, args.corpus)
     out = interpret_model(
         model,
         args.out,
@@ -188,6 +216,9 @@ def _run(args: argparse.Namespace) -> int:
         weights=args.weights,
         read=args.read,
         write=args.write,
+        vocab=args.vocab,
+        corpus=corpus,
+        min_count=args.min_count,
         overwrite=args.overwrite,
         progress=not args.no_progress,
         search_index=not args.no_index,

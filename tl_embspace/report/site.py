@@ -109,6 +109,14 @@ def _overview(atlas: Atlas) -> str:
         "SVD directions per circuit": options.get("svd_components"),
         "token filter": options.get("token_filter") or "none",
     }
+    choice = options.get("vocab")  # absent from atlases written before vocabulary hygiene
+    if choice:
+        chosen = choice.get("filter")
+        described = "every token" if not chosen else chosen.get("label") or f"{chosen}"
+        facts["vocabulary"] = (
+            f"{choice['mode']} ({described}; normalisation: "
+            f"{choice.get('normalisation') or 'none'}); --vocab raw gives every token, raw scores"
+        )
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts.items())
     return (
         f"<table>{rows}</table><p class='note'>Scores: a write-side vector's score for token t "
