@@ -132,7 +132,7 @@ def make_basis(view: WeightView, name: "str | Basis | Tensor") -> Basis:
         return Basis("embed_ln(W_E)^T", view.W_E_resid.float().T)
     if name == "pinv_W_E" and view.spec.embed_norm:
         E = view.W_E_resid.float().T
-        return Basis("pinv(embed_ln(W_E)^T)^T", _pinv_t(E, view.W_E.dtype))
+        return Basis("pinv(embed_ln(W_E)^T)^T", _pinv_t(E))
     if name == "W_E":
         return Basis("W_E^T", view.W_E.float().T)
     if name == "pinv":
