@@ -340,6 +340,7 @@ def test_post_norm_check_catches_a_wrong_post_norm_gain(olmo2):
 COHERE = "CohereForCausalLM"
 
 
+@pytest.mark.mutates_model  # it lets TransformerLens process the model in place
 def test_cohere_logit_scale_is_applied_once_raw_and_processed():
     model = tm.arch_bridge(COHERE, logit_scale=0.25)
     view = adapt(model)

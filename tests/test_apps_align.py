@@ -6,6 +6,7 @@ space, also with a little noise added. Kernel correlations are checked against t
 of explicitly projected vectors on the tiny vocabularies (96 tokens), where that is cheap.
 """
 
+import copy
 import functools
 
 import numpy as np
@@ -199,16 +200,26 @@ def _other_tokenizer(n_same: int):
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")
 
 
+def other_model_space(view: WeightView, n_same: int) -> EmbeddingSpace:
+    """The space of a model like ``view`` whose own tokenizer is ``_other_tokenizer(n_same)``.
+
+    (Passing another tokenizer to a model's own space is refused: it would mislabel ids.)
+    """
+    other = copy.copy(view)
+    other.tokenizer = _other_tokenizer(n_same)
+    return EmbeddingSpace(other)
+
+
 def test_different_vocabularies_are_refused():
     base = deep_view()
-    other = EmbeddingSpace(base, tokenizer=_other_tokenizer(60))
+    other = other_model_space(base, 60)
     with pytest.raises(VocabularyMismatchError, match="shared_tokens=True"):
         align(base, other)
 
 
 def test_shared_tokens_option_aligns_over_the_common_tokens():
     base = deep_view()
-    other = EmbeddingSpace(permuted(base, seed=6), tokenizer=_other_tokenizer(60))
+    other = other_model_space(permuted(base, seed=6), 60)
     result = align(base, other, shared_tokens=True, groups=["ff_key", "ff_value"])
     assert result.provenance["n_tokens"] == 60
     assert result.provenance["items"].startswith("shared tokens")

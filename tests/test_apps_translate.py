@@ -10,7 +10,7 @@ import functools
 import pytest
 import torch
 
-from tl_embspace import EmbeddingSpace, adapt
+from tl_embspace import adapt
 from tl_embspace.apps import (
     LinearMap,
     identity_map,
@@ -22,7 +22,7 @@ from tl_embspace.apps import (
 from tl_embspace.errors import BasisError, InvalidArgumentError, VocabularyMismatchError
 
 from . import tinymodels as tm
-from .test_apps_align import _other_tokenizer
+from .test_apps_align import other_model_space
 
 
 @functools.cache
@@ -126,7 +126,7 @@ def test_vocabulary_map_between_two_models_equals_the_dense_formula():
 
 def test_vocabularies_are_checked():
     view = tiny_view()
-    other = EmbeddingSpace(view, tokenizer=_other_tokenizer(50))
+    other = other_model_space(view, 50)
     with pytest.raises(VocabularyMismatchError, match="shared_tokens=True"):
         vocabulary_map(view, other)
     m = vocabulary_map(view, other, shared_tokens=True)

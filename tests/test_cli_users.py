@@ -29,7 +29,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def atlas_dir(model, tmp_path_factory):
-    return interpret_model(model, tmp_path_factory.mktemp("cli") / "run", progress=False, **OPTIONS)
+    # Raw vocabulary: `show --model` computes single calls, which are raw (as in Python).
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    return interpret_model(model, folder, progress=False, vocab="raw", **OPTIONS)
 
 
 @pytest.fixture

@@ -161,8 +161,8 @@ def test_embedding_check_catches_a_W_pos_read_without_its_offset(monkeypatch):
         view = real_adapt(model)
         g = view.globals
         raw = model.pos_embed.original_component.weight.detach()
-        # globals is a cached property: replace the cached value.
-        view.__dict__["globals"] = dataclasses.replace(g, W_pos=raw[: g.W_pos.shape[0]])
+        # The view caches its globals until the model's parameters change: replace the cache.
+        view._globals = dataclasses.replace(g, W_pos=raw[: g.W_pos.shape[0]])
         return view
 
     monkeypatch.setattr(checks.tl_embspace, "adapt", adapt)

@@ -111,11 +111,13 @@ def test_every_builtin_interpreter_runs_on_a_real_layer(smollm2, weights):
         "direction": dict(vectors=torch.randn(2, view.spec.d_model)),
         "embedding": dict(tokens=["Paris"]),
         "bias": None,  # Llama has no biases: a clear error, not zeros
+        "router": None,  # a dense MLP has no router: a clear error
     }
     assert set(calls) == set(te.interpreters.names())
     for name, kw in calls.items():
         if kw is None:
-            with pytest.raises(te.MissingWeightError, match="no b_O or b_out"):
+            match = "no b_O or b_out" if name == "bias" else ""
+            with pytest.raises(te.MissingWeightError, match=match):
                 te.interpret(name, space, layer=layer)
             continue
         if name not in ("direction", "embedding"):

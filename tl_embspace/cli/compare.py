@@ -45,9 +45,19 @@ def add_parser(
         choices=("ff_key", "ff_gate", "ff_value", "v", "o"),
         help="parameter kinds (default: all the model has)",
     )
-    p.add_argument("--references", nargs="+", choices=("same", "final"), default=["same", "final"])
     p.add_argument(
-        "--variants", nargs="+", choices=("raw", "centered"), default=["raw", "centered"]
+        "--references",
+        nargs="+",
+        choices=("same", "final"),
+        default=["same", "final"],
+        help="logit-lens layers B is read at: the layer's own output, the final layer's" + d,
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=("raw", "centered"),
+        default=["raw", "centered"],
+        help="raw: the paper's score; centered: lens and parameters minus their means" + d,
     )
     p.add_argument("--lens-basis", default="readout", help="how residuals are read" + d)
     p.add_argument(
