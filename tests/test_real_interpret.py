@@ -116,7 +116,7 @@ def test_every_builtin_interpreter_runs_on_a_real_layer(smollm2, weights):
     assert set(calls) == set(te.interpreters.names())
     for name, kw in calls.items():
         if kw is None:
-            match = "no b_O or b_out" if name == "bias" else ""
+            match = "no b_O or b_out" if name == "bias" else "router"
             with pytest.raises(te.MissingWeightError, match=match):
                 te.interpret(name, space, layer=layer)
             continue
