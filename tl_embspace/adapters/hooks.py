@@ -11,7 +11,7 @@ TransformerLens 4.3 (``TransformerBridge``) and 3.9 (``HookedTransformer``, ``Ho
 ``TransformerBridge``), by comparing cached tensors.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from ..errors import InvalidArgumentError
 
@@ -162,24 +162,8 @@ def bridge_hook_names(
     (``unembed.hook_in``).
     """
     del n_layers  # the bridge names the final norm's input directly
-    if post_norm and not encoder:
-        return HookNames(
-            resid_pre="blocks.{layer}.hook_resid_pre",
-            attn_in="blocks.{layer}.hook_resid_pre",
-            q="blocks.{layer}.attn.hook_q",
-            k="blocks.{layer}.attn.hook_k",
-            pattern="blocks.{layer}.attn.hook_pattern",
-            attn_out="blocks.{layer}.attn.o.hook_out",
-            mlp_in="blocks.{layer}.ln1.hook_normalized",
-            mlp_pre="blocks.{layer}.mlp.hook_pre",
-            mlp_post="blocks.{layer}.mlp.hook_post",
-            mlp_out="blocks.{layer}.hook_mlp_out",
-            resid_post="blocks.{layer}.hook_resid_post",
-            final_resid="unembed.hook_in",
-            norm_after=(("mlp_in", "ln1"),),
-        )
-    if encoder:
-        return HookNames(
+    if encoder or post_norm:
+        post_norm_names = HookNames(
             resid_pre="blocks.{layer}.hook_resid_pre",
             attn_in="blocks.{layer}.hook_resid_pre",
             q="blocks.{layer}.attn.hook_q",
@@ -193,6 +177,10 @@ def bridge_hook_names(
             resid_post="blocks.{layer}.hook_resid_post",
             final_resid="mlm_head.hook_in",
             norm_after=(("mlp_in", "ln1"),),
+        )
+        # GPT-1: the encoder's names, but the unembedding reads the last block's output.
+        return (
+            post_norm_names if encoder else replace(post_norm_names, final_resid="unembed.hook_in")
         )
     return HookNames(
         resid_pre="blocks.{layer}.hook_resid_pre",
