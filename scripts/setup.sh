@@ -28,8 +28,8 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
     || echo "warning: could not install chromium; tests/test_browser.py needs it" >&2
 fi
 
-make_env .venv 4.3.0 test,zoo,lint   # the static checks (scripts/check.sh) run here
-make_env .venv3 3.9.0 test,zoo
+make_env .venv 4.3.0 test,zoo,lint,plot,demos   # the static checks (scripts/check.sh) and the notebooks run here
+make_env .venv3 3.9.0 test,zoo,plot
 
 if [ "${1:-}" != "--no-job" ]; then
   HF_HUB_OFFLINE=1 .venv/bin/python -m tl_embspace run --out embspace-out

@@ -21,9 +21,12 @@ def run_with_nbclient(path: Path) -> bool:
         return False
     nb = nbformat.read(path, as_version=4)
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3").execute(
-            resources={"metadata": {"path": str(path.parent)}}
-        )
+        NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     except NoSuchKernel:
         return False
     print(f"ran {path} in a Jupyter kernel")
