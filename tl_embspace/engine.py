@@ -35,6 +35,8 @@ _MAX_BLOCK_ELEMENTS = 2**25
 _PRUNE_ROW_SLAB = 2048
 _PRUNE_COL_SLAB = 1024
 _PRUNE_WASTE = 2.0
+# Rows x columns scored up front to give each pool a starting threshold (see _seed).
+_PRUNE_SEED = 512
 
 
 @dataclass(frozen=True)
@@ -608,18 +610,27 @@ class _Pruner:
 
 
 def _candidates(
-    scores: Tensor, row_ids: Tensor, col_ids: Tensor, pool: _PairPool, k: int, exclude_same: bool
+    scores: Tensor,
+    row_ids: Tensor,
+    col_ids: Tensor,
+    pool: _PairPool,
+    k: int,
+    exclude_same: bool,
+    row_best: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Entries of a score block that may enter ``pool``, as flat (values, rows, cols).
 
     Usually the pool's threshold leaves only a handful: one comparison pass finds them. When it
     does not (no threshold yet, or massive ties), each row's exact best ``k`` (``k + 1`` with
-    ``exclude_same``, which may drop one) are all a row can contribute.
+    ``exclude_same``, which may drop one) are all a row can contribute. ``row_best`` is each
+    row's best score for this pool when already known (one shared min/max pass for two pools).
     """
     tau = pool.threshold()
     if not math.isinf(tau):
         # One read-only pass finds the few rows with a qualifying entry.
-        best = scores.amax(dim=1) if pool.largest else scores.amin(dim=1)
+        best = row_best
+        if best is None:
+            best = scores.amax(dim=1) if pool.largest else scores.amin(dim=1)
         live = ((best >= tau) if pool.largest else (best <= tau)).nonzero()[:, 0]
         scores, row_ids = scores[live], row_ids[live]
         hit = (scores >= tau) if pool.largest else (scores <= tau)
@@ -649,7 +660,7 @@ def _seed(
     k: int,
     exclude_same: bool,
     max_rows: int,
-    size: int = 1024,
+    size: int = _PRUNE_SEED,
 ) -> int:
     """Give each pool a starting threshold from its most promising rows x columns.
 
@@ -743,8 +754,14 @@ def _pairs(
         scored += scores.numel()
         block_row_ids = row_ids[rows]
         block_col_ids = col_ids if cols is None else col_ids[cols]
+        best: dict[bool, Tensor] = {}
+        if len(to) == 2 and scores.shape[1] > 0:  # one pass for both row extremes
+            best[False], best[True] = torch.aminmax(scores, dim=1)
         for pool in to:
-            pool.offer(*_candidates(scores, block_row_ids, block_col_ids, pool, k, exclude_same))
+            found = _candidates(
+                scores, block_row_ids, block_col_ids, pool, k, exclude_same, best.get(pool.largest)
+            )
+            pool.offer(*found)
 
     if not prune or lhs.shape[1] == 0:
         for start in range(0, lhs.shape[0], block_rows):
