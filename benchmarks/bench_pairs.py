@@ -16,11 +16,15 @@ Usage::
     python benchmarks/bench_pairs.py                 # 4 heads, brute vs pruned, k=50
     python benchmarks/bench_pairs.py --brute 0 --all # pruned only, every head of every layer
     python benchmarks/bench_pairs.py --threads 1     # on a machine shared with other jobs
+    python benchmarks/bench_pairs.py --every --brute 0 --sample 4 --threads 1
+        # engine on all 540 head matrices, GEMM floor and brute force on 4 seeded ones,
+        # the aggregate engine/floor ratio and the worst heads
 """
 
 import argparse
 import importlib.util
 import os
+import random
 import tempfile
 import time
 
@@ -91,11 +95,79 @@ def same(a: PairTopK, b: PairTopK) -> tuple[bool, float]:
     return ids, float((a.values - b.values).abs().max())
 
 
+def gemm_floor(left: torch.Tensor, right: torch.Tensor, block_rows: int = 1024) -> float:
+    """Seconds for the plain chunked product ``left @ right.T`` alone (no selection): the floor."""
+    lhs, rhs_t = left.float(), right.float().T
+    t0 = time.perf_counter()
+    for start in range(0, lhs.shape[0], block_rows):
+        lhs[start : start + block_rows] @ rhs_t
+    return time.perf_counter() - t0
+
+
+def every_head(args, make, n_layers: int) -> None:
+    """Engine on every head; GEMM floor and brute force on a seeded sample of them.
+
+    Prints one line per head (engine seconds, fraction of entries scored, and for sampled heads
+    the floor, brute force and whether the pairs are identical), then the aggregate ratio
+    ``sum(engine) / (n_heads * mean floor)`` and the heads furthest from the target.
+    """
+    heads = [(L, h, kind) for L in range(n_layers) for h in range(N_HEADS) for kind in ("qk", "ov")]
+    sampled = set(random.Random(args.seed).sample(range(len(heads)), min(args.sample, len(heads))))
+    print(
+        f"\nengine on all {len(heads)} head matrices; floor and brute force on {len(sampled)} "
+        f"sampled (seed {args.seed})"
+    )
+    print("head          engine s  scored     floor s  brute s  engine/floor  identical")
+    engine, floors, mismatches = [], [], 0
+    for index, (layer, head, kind) in enumerate(heads):
+        left, right = make(layer, head, kind)
+        t0 = time.perf_counter()
+        top, bottom = topk_pairs_both(left, right, args.k)
+        seconds = time.perf_counter() - t0
+        scored = top.scored / (left.shape[0] * right.shape[0])
+        name = f"L{layer} h{head} {kind}"
+        engine.append((seconds, scored, name))
+        line = f"{name:<12}  {seconds:8.3f}  {scored:8.2e}"
+        if index in sampled:
+            floor = gemm_floor(left, right)
+            t0 = time.perf_counter()
+            brute = topk_pairs_both(left, right, args.k, prune=False)
+            brute_s = time.perf_counter() - t0
+            ok = all(same(b, p)[0] for b, p in zip(brute, (top, bottom), strict=True))
+            mismatches += not ok
+            floors.append(floor)
+            line += f"  {floor:8.2f}  {brute_s:7.2f}  {seconds / floor:12.4f}  {ok}"
+        print(line, flush=True)
+    mean_floor = sum(floors) / len(floors)
+    total = sum(e[0] for e in engine)
+    print(
+        f"\nall {len(heads)}: engine {total:.1f} s; floor {mean_floor:.2f} s per head (mean of "
+        f"{len(floors)}) -> engine / floor = {total / (len(heads) * mean_floor):.4f} "
+        f"(target 0.03); brute-force mismatches {mismatches} of {len(floors)}"
+    )
+    for kind in ("qk", "ov"):
+        part = [e for e in engine if e[2].endswith(kind)]
+        print(
+            f"{kind}: {sum(e[0] for e in part) / (len(part) * mean_floor):.4f} x floor, scored "
+            f"{sum(e[1] for e in part) / len(part):.3%} of entries on average"
+        )
+    over = [e for e in engine if e[0] > 0.03 * mean_floor]
+    print(f"heads above 0.03 x floor: {len(over)} of {len(heads)}; worst:")
+    for seconds, scored, name in sorted(engine, reverse=True)[:10]:
+        print(f"  {name:<12} {seconds / mean_floor:.4f} x floor, scored {scored:.2%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--brute", type=int, default=4, help="heads also run by brute force")
     parser.add_argument("--all", action="store_true", help="pruned run over every layer/head")
+    parser.add_argument(
+        "--every", action="store_true", help="engine on every head, floor+brute on a sample"
+    )
+    parser.add_argument("--sample", type=int, default=4, help="--every: heads given floor+brute")
+    parser.add_argument("--seed", type=int, default=0, help="--every: seed of the sample")
+    parser.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
     parser.add_argument("--random", action="store_true", help="random factors even if real exist")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     args = parser.parse_args()
@@ -112,7 +184,12 @@ def main() -> None:
         n_layers = 1 + max(int(name.split(".")[2]) for name in weights if ".layers." in name)
         print(f"SmolLM2-135M-Instruct: {n_layers} layers, {N_HEADS} heads, vocabulary 49152")
         make = lambda layer, head, kind: real_factors(weights, layer, head, kind)  # noqa: E731
+    if args.layers:
+        n_layers = min(n_layers, args.layers)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, k={args.k}")
+    if args.every:
+        every_head(args, make, n_layers)
+        return
 
     # A spread of heads for the head-to-head comparison.
     picks = [(0, 0, "ov"), (15, 4, "ov"), (29, 8, "qk"), (5, 2, "qk"), (10, 1, "ov"), (20, 7, "qk")]
