@@ -107,43 +107,63 @@ def gemm_floor(left: torch.Tensor, right: torch.Tensor, block_rows: int = 1024) 
 def every_head(args, make, n_layers: int) -> None:
     """Engine on every head; GEMM floor and brute force on a seeded sample of them.
 
-    Prints one line per head (engine seconds, fraction of entries scored, and for sampled heads
-    the floor, brute force and whether the pairs are identical), then the aggregate ratio
-    ``sum(engine) / (n_heads * mean floor)`` and the heads furthest from the target.
+    The sampled heads come first (floor, brute force, identical or not), then the engine runs
+    on every head in a seeded random order, one line per head and a running aggregate
+    ``sum(engine) / (heads so far x mean floor)`` every 20 heads, so that a run stopped early
+    still reports on a uniform random subset. Ends with the aggregate and the worst heads.
     """
     heads = [(L, h, kind) for L in range(n_layers) for h in range(N_HEADS) for kind in ("qk", "ov")]
-    sampled = set(random.Random(args.seed).sample(range(len(heads)), min(args.sample, len(heads))))
+    order = list(range(len(heads)))
+    random.Random(args.seed).shuffle(order)
+    sampled = order[: min(args.sample, len(heads))]
     print(
-        f"\nengine on all {len(heads)} head matrices; floor and brute force on {len(sampled)} "
-        f"sampled (seed {args.seed})"
+        f"\nfloor and brute force on {len(sampled)} sampled head matrices (seed {args.seed}), "
+        f"then the engine on all {len(heads)} in a seeded random order"
     )
-    print("head          engine s  scored     floor s  brute s  engine/floor  identical")
-    engine, floors, mismatches = [], [], 0
-    for index, (layer, head, kind) in enumerate(heads):
+    print("head          engine s  floor s  brute s  engine/floor  identical")
+    floors, mismatches = [], 0
+    for index in sampled:
+        layer, head, kind = heads[index]
         left, right = make(layer, head, kind)
+        floor = gemm_floor(left, right)
         t0 = time.perf_counter()
         top, bottom = topk_pairs_both(left, right, args.k)
         seconds = time.perf_counter() - t0
-        scored = top.scored / (left.shape[0] * right.shape[0])
-        name = f"L{layer} h{head} {kind}"
-        engine.append((seconds, scored, name))
-        line = f"{name:<12}  {seconds:8.3f}  {scored:8.2e}"
-        if index in sampled:
-            floor = gemm_floor(left, right)
-            t0 = time.perf_counter()
-            brute = topk_pairs_both(left, right, args.k, prune=False)
-            brute_s = time.perf_counter() - t0
-            ok = all(same(b, p)[0] for b, p in zip(brute, (top, bottom), strict=True))
-            mismatches += not ok
-            floors.append(floor)
-            line += f"  {floor:8.2f}  {brute_s:7.2f}  {seconds / floor:12.4f}  {ok}"
-        print(line, flush=True)
+        brute = topk_pairs_both(left, right, args.k, prune=False)
+        brute_s = time.perf_counter() - t0 - seconds
+        ok = all(same(b, p)[0] for b, p in zip(brute, (top, bottom), strict=True))
+        mismatches += not ok
+        floors.append(floor)
+        print(
+            f"L{layer} h{head} {kind:<6}  {seconds:8.3f}  {floor:7.2f}  {brute_s:7.2f}"
+            f"  {seconds / floor:12.4f}  {ok}",
+            flush=True,
+        )
     mean_floor = sum(floors) / len(floors)
+    print(
+        f"mean floor {mean_floor:.2f} s per head; brute-force mismatches {mismatches} of "
+        f"{len(floors)}\n\nhead          engine s  scored    engine/floor"
+    )
+    engine = []  # (seconds, scored fraction, name)
+    for done, index in enumerate(order, start=1):
+        layer, head, kind = heads[index]
+        left, right = make(layer, head, kind)
+        t0 = time.perf_counter()
+        top, _ = topk_pairs_both(left, right, args.k)
+        seconds = time.perf_counter() - t0
+        scored = top.scored / (left.shape[0] * right.shape[0])
+        engine.append((seconds, scored, f"L{layer} h{head} {kind}"))
+        print(
+            f"{engine[-1][2]:<12}  {seconds:8.3f}  {scored:8.2e}  {seconds / mean_floor:10.4f}",
+            flush=True,
+        )
+        if done % 20 == 0 or done == len(order):
+            total = sum(e[0] for e in engine)
+            print(f"  running: {done} heads, engine / floor = {total / (done * mean_floor):.4f}")
     total = sum(e[0] for e in engine)
     print(
-        f"\nall {len(heads)}: engine {total:.1f} s; floor {mean_floor:.2f} s per head (mean of "
-        f"{len(floors)}) -> engine / floor = {total / (len(heads) * mean_floor):.4f} "
-        f"(target 0.03); brute-force mismatches {mismatches} of {len(floors)}"
+        f"\nall {len(heads)}: engine {total:.1f} s -> engine / floor = "
+        f"{total / (len(heads) * mean_floor):.4f} (target 0.03)"
     )
     for kind in ("qk", "ov"):
         part = [e for e in engine if e[2].endswith(kind)]
