@@ -395,6 +395,10 @@ def test_topk_pairs_low_precision_factors_accumulate_in_float32(dtype):
         "zero_rows",
         "rank_exceeds_rows",
         "parallel",
+        "duplicate_rows",
+        "tiny_scores",
+        "one_sign",
+        "planted_extremes",
     ],
 )
 def test_topk_pairs_degenerate_factors_stay_exact(case):
@@ -418,6 +422,17 @@ def test_topk_pairs_degenerate_factors_stay_exact(case):
         direction = torch.tensor([1.0, -2.0, 0.0, 3.0, 1.0, 1.0])
         left = left[:, :1] * direction
         right = right[:, :1] * direction
+    elif case == "duplicate_rows":  # repeated tokens: equal scores tie, broken by (row, col)
+        left[90:] = left[:90]
+        right[1::2] = right[::2]
+    elif case == "tiny_scores":  # products near 2**-110: the slack must not swamp them
+        left, right = left * 2.0**-55, right * 2.0**-55
+    elif case == "one_sign":  # every score >= 0: the bottom list is all near zero
+        left, right = left.abs(), right.abs()
+    elif case == "planted_extremes":  # small-norm rows/cols hiding the extremes among large ones
+        left, right = left * 2.0**-7, right * 2.0**-7  # powers of two: exact arithmetic
+        left[177], right[3] = torch.full((6,), 0.5), torch.full((6,), 0.5)
+        left[5], right[150] = torch.full((6,), -0.25), torch.full((6,), 0.75)
     k = min(20, left.shape[0] * right.shape[0])
     top, bottom = topk_pairs_both(left, right, k)
     assert_pairs_equal(top, dense_pairs_topk(left, right, k, True))
