@@ -16,6 +16,7 @@ Usage::
     python benchmarks/bench_pairs.py                 # 4 heads, brute vs pruned, k=50
     python benchmarks/bench_pairs.py --brute 0 --all # pruned only, every head of every layer
     python benchmarks/bench_pairs.py --threads 1     # on a machine shared with other jobs
+    python benchmarks/bench_pairs.py --bounds --brute 6   # how much wider exact bounds would prune
     python benchmarks/bench_pairs.py --every --brute 0 --sample 4 --threads 1
         # engine on all 540 head matrices, GEMM floor and brute force on 4 seeded ones,
         # the aggregate engine/floor ratio and the worst heads
@@ -177,6 +178,40 @@ def every_head(args, make, n_layers: int) -> None:
         print(f"  {name:<12} {seconds / mean_floor:.4f} x floor, scored {scored:.2%}")
 
 
+def bound_study(left: torch.Tensor, right: torch.Tensor, k: int, rows: int = 2048) -> str:
+    """Fraction of entries a rank-r bound cannot exclude, for r = 1 .. 32 (a sample of rows).
+
+    In the balanced factorisation the engine uses (``_split_bounds``: both factors with the
+    product's singular values as Gram matrix, coordinates by decreasing singular value), an
+    entry is ``<a_i, b_j>``; keeping its first r coordinates exact and bounding the rest by
+    Cauchy-Schwarz, it can reach the final top (bottom) k only if
+    ``<a_i[:r], b_j[:r]> + |a_i[r:]| |b_j[r:]| >= kth top`` (or the mirror for the bottom).
+    The engine prunes with r = 1; the study says how much a wider exact part would prune.
+    """
+    top, bottom = topk_pairs_both(left, right, k)
+    lhs, rhs = left.double(), right.double()
+
+    def half_gram(factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, p = torch.linalg.eigh(factor.T @ factor)
+        return d.clamp(min=float(d.max()) * 1e-10).sqrt(), p
+
+    sl, pl = half_gram(lhs)
+    sr, pr = half_gram(rhs)
+    u, s, vh = torch.linalg.svd((sl[:, None] * (pl.T @ pr)) * sr[None, :])
+    a = lhs @ ((pl / sl) @ u * s.sqrt())
+    b = rhs @ ((pr / sr) @ vh.T * s.sqrt())
+    pick = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(0))[:rows]
+    a, b = a[pick].float(), b.float()
+    hi, lo = float(top.values[-1]), float(bottom.values[-1])
+    parts = []
+    for r in (1, 2, 4, 8, 16, 32):
+        exact = a[:, :r] @ b[:, :r].T
+        rest = a[:, r:].norm(dim=1)[:, None] * b[:, r:].norm(dim=1)[None, :]
+        live = ((exact + rest >= hi) | (exact - rest <= lo)).float().mean()
+        parts.append(f"r={r}: {float(live):.1e}")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=50)
@@ -188,6 +223,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=4, help="--every: heads given floor+brute")
     parser.add_argument("--seed", type=int, default=0, help="--every: seed of the sample")
     parser.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
+    parser.add_argument(
+        "--bounds", action="store_true", help="rank-r bound study on the --brute heads"
+    )
     parser.add_argument("--random", action="store_true", help="random factors even if real exist")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     args = parser.parse_args()
@@ -214,10 +252,16 @@ def main() -> None:
     # A spread of heads for the head-to-head comparison.
     picks = [(0, 0, "ov"), (15, 4, "ov"), (29, 8, "qk"), (5, 2, "qk"), (10, 1, "ov"), (20, 7, "qk")]
     picks = [(layer % n_layers, head, kind) for layer, head, kind in picks][: args.brute]
-    if picks:
+    if picks and not args.bounds:
         print("\nhead          brute s  pruned s  speed-up  scored    identical (max |dv|)")
     for layer, head, kind in picks:
         left, right = make(layer, head, kind)
+        if args.bounds:
+            print(
+                f"L{layer} h{head} {kind}: entries a rank-r bound keeps:",
+                bound_study(left, right, args.k),
+            )
+            continue
         t0 = time.perf_counter()
         brute = topk_pairs_both(left, right, args.k, prune=False)
         t1 = time.perf_counter()
