@@ -132,13 +132,20 @@ def main() -> None:
     parser.add_argument("--floor-rows", type=int, default=512, help="rows of the floor slice")
     parser.add_argument("--vectors", type=int, default=64, help="FF vectors actually projected")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--vocab-d-model", type=int, default=512, help="d_model of the vocabulary sweep"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    vocabs, d_models, d_fixed = [50257, 128256, 256000], [512, 1024, 2048], 1024
+    # The vocabulary sweep runs at a modest width to fit a 256k embedding in a small machine's
+    # memory: the pair search does not depend on d_model (its factors are [vocab, d_head]) and
+    # projections per layer scale as d_model^2 (the d_model sweep), which the totals apply.
+    vocabs, d_models, d_fixed, d_target = [50257, 128256, 256000], [512, 1024, 2048], 512, 1024
+    d_fixed = args.vocab_d_model
     if args.quick:
-        vocabs, d_models, d_fixed = [2000, 4000], [32, 64], 64
+        vocabs, d_models, d_fixed, d_target = [2000, 4000], [32, 64], 32, 64
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, k={K}, d_head {D_HEAD}")
 
     print(
@@ -196,19 +203,23 @@ def main() -> None:
     )
 
     # Whole-model extrapolations: every head matrix and every layer is an independent task.
+    # Pair searches from the vocabulary sweep; a layer's projections from the d_model sweep at
+    # the target width, scaled to the vocabulary by the fitted exponent.
     for name, vocab, layers, heads in (
         ("GPT-2-medium shape", vocabs[0], 24, 16),
-        ("Llama-3-like vocabulary, GPT-2-medium width", vocabs[1], 24, 16),
+        ("Llama-3-like vocabulary, GPT-2-medium width and depth", vocabs[1], 24, 16),
     ):
-        pair, proj = by_vocab[vocab]
+        pair = by_vocab[vocab][0]
+        proj = by_width[d_target][1]
+        proj_layer = proj["engine"] * (vocab / vocabs[0]) ** p_proj
         pairs_s = layers * heads * 2 * pair["engine"]
         floor_s = layers * heads * 2 * pair["floor"]
-        proj_s = layers * proj["engine"]
+        proj_s = layers * proj_layer
         print(
-            f"{name} (vocab {vocab}, {layers} layers x {heads} heads, d_model {d_fixed}): "
-            f"pair searches {pairs_s / 60:.1f} min (floor {floor_s / 60:.0f} min), "
-            f"FF projections {proj_s / 60:.1f} min; one process at a time holds "
-            f"{max(pair['peak'], proj['peak']) / 2**20:.0f} MiB above its inputs"
+            f"{name} (vocab {vocab}, {layers} layers x {heads} heads, d_model {d_target}): "
+            f"pair searches {pairs_s / 60:.1f} min (their floor {floor_s / 60:.0f} min), "
+            f"FF projections {proj_s / 60:.1f} min; a pair search holds "
+            f"{pair['peak'] / 2**20:.0f} MiB above its inputs"
         )
 
 
