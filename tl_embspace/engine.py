@@ -799,8 +799,9 @@ def topk_pairs(
     the current k-th best score. The bound comes from a balanced re-factorisation of the
     product: its leading singular direction exactly, Cauchy-Schwarz on the rest. The result is
     the dense computation's, only faster: on SmolLM2-135M QK/OV circuits (49k x 49k entries)
-    1e-3..6e-2 of the entries are scored and a head takes well under a second on two CPU cores
-    instead of ~25 s (``benchmarks/bench_pairs.py``).
+    2e-4..1e-1 of the entries are scored, 0.015..0.4 times the time of the plain product
+    (``benchmarks/bench_pairs.py``; heads whose extremes are not along the leading direction
+    are the slow ones).
 
     Args:
         left: ``[n_rows, rank]`` row factor (e.g. ``W_E @ W_V``).
