@@ -5,9 +5,12 @@ Prints, as markdown tables for the README:
 1. the detector against the corpus: for each mask of ``tl_embspace.vocab.detect_tokens``, how
    many tokens it flags, the share of them that never occur in WikiText-2 (valid+test, "precision")
    and the share of never-occurring tokens it flags ("recall");
-2. per parameter kind, the share of top-10 token slots held by tokens that never occur in
-   WikiText-2, in the raw view and under each part of the job's hygiene default (mask only,
-   standardisation only, both);
+2. per parameter kind (every kind the job writes: rows of FF keys/gates/values and Q/K/V/O
+   sub-heads, the first 8 SVD directions of each head's OV and QK circuits and of the MLP
+   matrices, and both tokens of the top-10 QK and OV pairs of the ``--pair-heads``), the share
+   of top-10 token slots held by tokens that never occur in WikiText-2, averaged over the layers
+   in the raw view and under each part of the job's hygiene default (mask only, standardisation
+   only, both; pairs: raw and both), then per layer, raw and hygiene;
 3. before/after examples: the README quick start's head and neurons and a few more.
 
 WikiText-2 is read from ``--data`` or ``$TL_EMBSPACE_DATA`` (the folder holding ``wikitext-2/``);
@@ -16,7 +19,7 @@ token counts are cached under ``$TL_EMBSPACE_CACHE`` (default ``~/.cache/tl_embs
 Usage::
 
     TL_EMBSPACE_DATA=../shared/data python benchmarks/vocab_hygiene.py
-    python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1
+    python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1 4
     python benchmarks/vocab_hygiene.py --layers 5 20 --pair-heads --rows-only --threads 1
 """
 
@@ -133,7 +136,7 @@ def main() -> None:
         print(f"(layer {layer} done, {time.perf_counter() - t0:.0f}s)", flush=True)
     heads = ",".join(map(str, args.pair_heads))
     print(
-        f"\nShare of top-{K} token slots never seen in WikiText-2, layers {args.layers} "
+        f"\nShare of top-{K} token slots never seen in WikiText-2, mean over layers {args.layers} "
         f"(pairs: both tokens of the top-{K} pairs of head(s) {heads}):\n"
     )
     names = list(variants)
@@ -142,6 +145,12 @@ def main() -> None:
     for kind, by_variant in shares.items():
         cells = [f"{sum(v) / len(v):.0%}" if (v := by_variant.get(n)) else "–" for n in names]
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    print("\nPer layer, raw → hygiene (both):\n")
+    print("| kind | " + " | ".join(f"L{layer}" for layer in args.layers) + " |")
+    print("|---|" + "---:|" * len(args.layers))
+    for kind, by_variant in shares.items():
+        pairs = zip(by_variant["raw"], by_variant["hygiene (both)"], strict=True)
+        print(f"| {kind} | " + " | ".join(f"{a:.0%} → {b:.0%}" for a, b in pairs) + " |")
 
     print("\nBefore / after (raw | hygiene), top 6:\n")
     clean_space, flt = variants["hygiene (both)"]
