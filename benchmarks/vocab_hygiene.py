@@ -20,7 +20,8 @@ Usage::
 
     TL_EMBSPACE_DATA=../shared/data python benchmarks/vocab_hygiene.py
     python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1 4
-    python benchmarks/vocab_hygiene.py --layers 5 20 --pair-heads --rows-only --threads 1
+    python benchmarks/vocab_hygiene.py --layers 5 20 --parts rows --threads 1
+    python benchmarks/vocab_hygiene.py --layers 5 20 --parts svd pairs --pair-heads 1 --threads 1
 """
 
 import argparse
@@ -34,6 +35,7 @@ from tl_embspace import vocab, zoo
 from tl_embspace.job import job_interpreters
 
 K = 10
+PARTS = ("rows", "svd", "pairs", "examples")
 
 
 def detector_table(report: vocab.TokenReport, seen: torch.Tensor) -> None:
@@ -54,12 +56,13 @@ def unseen_share(ids: torch.Tensor, seen: torch.Tensor) -> float:
     return float((~seen[ids.flatten()]).float().mean())
 
 
-def vector_results(space, flt, layer: int, rows_only: bool) -> dict:
+def vector_results(space, flt, layer: int, parts: list[str]) -> dict:
     chosen = job_interpreters(space.view.layer(layer))
     out = {}
-    for interp in chosen["rows"]:
-        out[interp.name] = interp(space, layer=layer, k=K, token_filter=flt).top_ids
-    if rows_only:
+    if "rows" in parts:
+        for interp in chosen["rows"]:
+            out[interp.name] = interp(space, layer=layer, k=K, token_filter=flt).top_ids
+    if "svd" not in parts:
         return out
     spec = space.view.spec
     for interp in chosen["head_vectors"]:
@@ -84,9 +87,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[5, 15, 20, 25])
     parser.add_argument("--pair-heads", type=int, nargs="*", default=[1])
     parser.add_argument(
-        "--rows-only",
-        action="store_true",
-        help="per-row kinds only (FF keys/gates/values, Q/K/V/O sub-heads): no SVD directions",
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="rows: FF keys/gates/values and Q/K/V/O sub-heads; svd: the first 8 SVD directions "
+        "of each head's OV/QK and of the MLP matrices; pairs: QK/OV pairs of --pair-heads; "
+        "examples: the before/after lists (default: all)",
     )
     parser.add_argument("--threads", type=int, help="torch threads (a shared machine: 1)")
     args = parser.parse_args()
@@ -122,9 +129,9 @@ def main() -> None:
     shares: dict[str, dict[str, list[float]]] = {}
     for layer in args.layers:
         for variant, (space, flt) in variants.items():
-            for kind, ids in vector_results(space, flt, layer, args.rows_only).items():
+            for kind, ids in vector_results(space, flt, layer, args.parts).items():
                 shares.setdefault(kind, {}).setdefault(variant, []).append(unseen_share(ids, seen))
-        for h in args.pair_heads:
+        for h in args.pair_heads if "pairs" in args.parts else []:
             for kind in ("qk_pairs", "ov_pairs"):
                 for variant in ("raw", "hygiene (both)"):
                     space, flt = variants[variant]
@@ -152,6 +159,9 @@ def main() -> None:
         pairs = zip(by_variant["raw"], by_variant["hygiene (both)"], strict=True)
         print(f"| {kind} | " + " | ".join(f"{a:.0%} → {b:.0%}" for a, b in pairs) + " |")
 
+    if "examples" not in args.parts:
+        print(f"\ntotal {time.perf_counter() - t0:.0f}s")
+        return
     print("\nBefore / after (raw | hygiene), top 6:\n")
     clean_space, flt = variants["hygiene (both)"]
     fmt = lambda ps: ", ".join(f"({a} → {b})" for a, b, _ in ps)  # noqa: E731
