@@ -5,9 +5,12 @@ Prints, as markdown tables for the README:
 1. the detector against the corpus: for each mask of ``tl_embspace.vocab.detect_tokens``, how
    many tokens it flags, the share of them that never occur in WikiText-2 (valid+test, "precision")
    and the share of never-occurring tokens it flags ("recall");
-2. per parameter kind, the share of top-10 token slots held by tokens that never occur in
-   WikiText-2, in the raw view and under each part of the job's hygiene default (mask only,
-   standardisation only, both);
+2. per parameter kind (every kind the job writes: rows of FF keys/gates/values and Q/K/V/O
+   sub-heads, the first 8 SVD directions of each head's OV and QK circuits and of the MLP
+   matrices, and both tokens of the top-10 QK and OV pairs of the ``--pair-heads``), the share
+   of top-10 token slots held by tokens that never occur in WikiText-2, averaged over the layers
+   in the raw view and under each part of the job's hygiene default (mask only, standardisation
+   only, both; pairs: raw and both), then per layer, raw and hygiene;
 3. before/after examples: the README quick start's head and neurons and a few more.
 
 WikiText-2 is read from ``--data`` or ``$TL_EMBSPACE_DATA`` (the folder holding ``wikitext-2/``);
@@ -16,8 +19,9 @@ token counts are cached under ``$TL_EMBSPACE_CACHE`` (default ``~/.cache/tl_embs
 Usage::
 
     TL_EMBSPACE_DATA=../shared/data python benchmarks/vocab_hygiene.py
-    python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1
-    python benchmarks/vocab_hygiene.py --layers 5 20 --pair-heads --rows-only --threads 1
+    python benchmarks/vocab_hygiene.py --data ../shared/data --layers 5 15 20 25 --pair-heads 1 4
+    python benchmarks/vocab_hygiene.py --layers 5 20 --parts rows --threads 1
+    python benchmarks/vocab_hygiene.py --layers 5 20 --parts svd pairs --pair-heads 1 --threads 1
 """
 
 import argparse
@@ -31,6 +35,7 @@ from tl_embspace import vocab, zoo
 from tl_embspace.job import job_interpreters
 
 K = 10
+PARTS = ("rows", "svd", "pairs", "examples")
 
 
 def detector_table(report: vocab.TokenReport, seen: torch.Tensor) -> None:
@@ -51,12 +56,13 @@ def unseen_share(ids: torch.Tensor, seen: torch.Tensor) -> float:
     return float((~seen[ids.flatten()]).float().mean())
 
 
-def vector_results(space, flt, layer: int, rows_only: bool) -> dict:
+def vector_results(space, flt, layer: int, parts: list[str]) -> dict:
     chosen = job_interpreters(space.view.layer(layer))
     out = {}
-    for interp in chosen["rows"]:
-        out[interp.name] = interp(space, layer=layer, k=K, token_filter=flt).top_ids
-    if rows_only:
+    if "rows" in parts:
+        for interp in chosen["rows"]:
+            out[interp.name] = interp(space, layer=layer, k=K, token_filter=flt).top_ids
+    if "svd" not in parts:
         return out
     spec = space.view.spec
     for interp in chosen["head_vectors"]:
@@ -81,9 +87,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[5, 15, 20, 25])
     parser.add_argument("--pair-heads", type=int, nargs="*", default=[1])
     parser.add_argument(
-        "--rows-only",
-        action="store_true",
-        help="per-row kinds only (FF keys/gates/values, Q/K/V/O sub-heads): no SVD directions",
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="rows: FF keys/gates/values and Q/K/V/O sub-heads; svd: the first 8 SVD directions "
+        "of each head's OV/QK and of the MLP matrices; pairs: QK/OV pairs of --pair-heads; "
+        "examples: the before/after lists (default: all)",
     )
     parser.add_argument("--threads", type=int, help="torch threads (a shared machine: 1)")
     args = parser.parse_args()
@@ -119,9 +129,9 @@ def main() -> None:
     shares: dict[str, dict[str, list[float]]] = {}
     for layer in args.layers:
         for variant, (space, flt) in variants.items():
-            for kind, ids in vector_results(space, flt, layer, args.rows_only).items():
+            for kind, ids in vector_results(space, flt, layer, args.parts).items():
                 shares.setdefault(kind, {}).setdefault(variant, []).append(unseen_share(ids, seen))
-        for h in args.pair_heads:
+        for h in args.pair_heads if "pairs" in args.parts else []:
             for kind in ("qk_pairs", "ov_pairs"):
                 for variant in ("raw", "hygiene (both)"):
                     space, flt = variants[variant]
@@ -133,7 +143,7 @@ def main() -> None:
         print(f"(layer {layer} done, {time.perf_counter() - t0:.0f}s)", flush=True)
     heads = ",".join(map(str, args.pair_heads))
     print(
-        f"\nShare of top-{K} token slots never seen in WikiText-2, layers {args.layers} "
+        f"\nShare of top-{K} token slots never seen in WikiText-2, mean over layers {args.layers} "
         f"(pairs: both tokens of the top-{K} pairs of head(s) {heads}):\n"
     )
     names = list(variants)
@@ -142,7 +152,16 @@ def main() -> None:
     for kind, by_variant in shares.items():
         cells = [f"{sum(v) / len(v):.0%}" if (v := by_variant.get(n)) else "–" for n in names]
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    print("\nPer layer, raw → hygiene (both):\n")
+    print("| kind | " + " | ".join(f"L{layer}" for layer in args.layers) + " |")
+    print("|---|" + "---:|" * len(args.layers))
+    for kind, by_variant in shares.items():
+        pairs = zip(by_variant["raw"], by_variant["hygiene (both)"], strict=True)
+        print(f"| {kind} | " + " | ".join(f"{a:.0%} → {b:.0%}" for a, b in pairs) + " |")
 
+    if "examples" not in args.parts:
+        print(f"\ntotal {time.perf_counter() - t0:.0f}s")
+        return
     print("\nBefore / after (raw | hygiene), top 6:\n")
     clean_space, flt = variants["hygiene (both)"]
     fmt = lambda ps: ", ".join(f"({a} → {b})" for a, b, _ in ps)  # noqa: E731

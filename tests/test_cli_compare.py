@@ -47,6 +47,16 @@ def test_compare_writes_json_and_tables(tiny, corpus, tmp_path, capsys):
     assert "| 1 |" in capsys.readouterr().out
 
 
+def test_compare_vocab_hygiene_is_applied_and_recorded(tiny, corpus, tmp_path):
+    argv = _argv(tmp_path, corpus, "--layers", "1", "--kinds", "ff_value", "--vocab", "hygiene")
+    assert cli.main(argv) == 0
+    data = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    prov = data["provenance"]
+    assert prov["vocab"]["mode"] == "hygiene" and "standardised" in prov["write_basis"]
+    assert prov["vocab_tokens"].startswith("A and B ranked over the")
+    assert "vocabulary hygiene" in (tmp_path / "out" / "agreement.md").read_text()
+
+
 def test_compare_refuses_to_replace_its_files_without_overwrite(tiny, corpus, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "agreement.json").write_text("mine")

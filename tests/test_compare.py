@@ -4,10 +4,14 @@ Everything is checked on the tiny seeded models of ``tinymodels`` against dense 
 from a plain ``run_with_cache`` (hook names spelt out here, independently of the adapters).
 """
 
+import dataclasses
+
 import pytest
 import torch
 
+import tl_embspace as te
 from tl_embspace import compare as C
+from tl_embspace import vocab
 from tl_embspace.adapters import adapt
 from tl_embspace.compare.agreement import agreement, overlap, partner_positions
 from tl_embspace.errors import EmbSpaceError, InvalidArgumentError
@@ -229,12 +233,23 @@ def test_bad_corpora_are_refused(decoder, corpus, match):
 
 
 # -- agreement protocol --------------------------------------------------------------------------
-def _dense_agreement(model, tokens, scored, n, k, seed):
-    """The protocol written out densely: full caches, full logits, full projections, sets."""
+def _dense_agreement(model, tokens, scored, n, k, seed, allowed=None, standardised=False):
+    """The protocol written out densely: full caches, full logits, full projections, sets.
+
+    ``allowed``: rank only these tokens (A and B); ``standardised``: project the parameters
+    with ``W_U`` divided by its column norms (the lens keeps the model's logits).
+    """
     view = adapt(model)
     logits_final = model(tokens)
     cache = model.run_with_cache(tokens)[1]
     W_U = view.W_U.float()
+    W_P = W_U / W_U.norm(dim=0) if standardised else W_U
+
+    def top(scores):
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        return scores.topk(k).indices.tolist()
+
     n_pos = int(scored.sum())
     partner = partner_positions(n_pos, seed)
     last = view.spec.n_layers - 1
@@ -267,10 +282,10 @@ def _dense_agreement(model, tokens, scored, n, k, seed):
             chosen = act.topk(n, dim=-1).indices
             for variant in ("raw", "centered"):
                 vs = vecs.float() - (vecs.float().mean(0) if variant == "centered" else 0)
-                token_sets = [set((v @ W_U).topk(k).indices.tolist()) for v in vs]
+                token_sets = [set(top(v @ W_P)) for v in vs]
                 a = [set().union(*(token_sets[j] for j in row.tolist())) for row in chosen]
                 for ref in ("same", "final"):
-                    b = [set(row.topk(k).indices.tolist()) for row in lens[(ref, variant)]]
+                    b = [set(top(row)) for row in lens[(ref, variant)]]
                     aligned = torch.tensor([len(a[i] & b[i]) / k for i in range(n_pos)])
                     base = torch.tensor([len(a[partner[i]] & b[i]) / k for i in range(n_pos)])
                     out[(layer, kind, ref, variant)] = (aligned, base)
@@ -305,6 +320,51 @@ def test_agreement_equals_the_dense_protocol(decoder):
     d = res.to_dict()
     assert d["provenance"]["write_basis"] == "W_U" and d["provenance"]["n_positions"] == 35
     assert "| layer |" in res.table("final", variant="centered")
+
+
+def test_agreement_over_a_vocabulary_equals_the_dense_protocol_restricted_to_it(decoder):
+    view = adapt(decoder)
+    allowed = torch.rand(view.W_U.shape[1], generator=torch.Generator().manual_seed(5)) < 0.5
+    paper = te.EmbeddingSpace.paper(view)
+    choice = vocab.choose_vocabulary(
+        paper, "raw", token_filter=vocab.MaskFilter(allowed=allowed, label="every other")
+    )
+    choice = dataclasses.replace(choice, space=vocab.normalised_space(paper))
+    tokens = _tokens(6, (4, 10))
+    options = dict(n=3, k=6, positions=35, batch_size=3, seed=7, n_boot=50, progress=False)
+    res = agreement(decoder, tokens, vocab=choice, variants=("raw", "centered"), **options)
+    scored = C.windows(decoder, tokens, positions=35).scored
+    dense = _dense_agreement(
+        decoder, tokens, scored, n=3, k=6, seed=7, allowed=allowed, standardised=True
+    )
+    assert set(res.scores) == set(dense)
+    for key, (aligned, base) in dense.items():
+        torch.testing.assert_close(res.scores[key][0], aligned, msg=f"aligned {key}")
+        torch.testing.assert_close(res.scores[key][1], base, msg=f"baseline {key}")
+    # The restriction matters: the unrestricted protocol scores differently somewhere.
+    plain = agreement(decoder, tokens, space=choice.space, **options)
+    assert any(not torch.equal(plain.scores[key][0], res.scores[key][0]) for key in plain.scores)
+    prov = res.provenance
+    assert prov["vocab"]["filter"]["label"] == "every other"
+    assert "standardised(random)" in prov["write_basis"]
+    assert f"over the {int(allowed.sum())} tokens" in prov["vocab_tokens"]
+    assert C.active_hook_count(decoder) == 0
+
+
+def test_agreement_vocab_by_name_records_the_choice_and_refuses_mixed_arguments(decoder):
+    tokens = _tokens(6, (4, 10))
+    options = dict(n=2, k=4, positions=20, layers=[0], kinds=["ff_value"], progress=False)
+    res = agreement(decoder, tokens, vocab="hygiene", **options)
+    expected = vocab.choose_vocabulary(te.EmbeddingSpace.paper(adapt(decoder)), "hygiene")
+    assert res.provenance["vocab"] == expected.record
+    assert agreement(decoder, tokens, **options).provenance["vocab"]["mode"] == "raw"
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        agreement(decoder, tokens, vocab=expected, space=te.EmbeddingSpace(adapt(decoder)))
+    with pytest.raises(InvalidArgumentError, match="vocab must be"):
+        agreement(decoder, tokens, vocab="clean", **options)
+    few = vocab.MaskFilter(allowed=torch.arange(adapt(decoder).W_U.shape[1]) < 3, label="3")
+    with pytest.raises(InvalidArgumentError, match="fewer than k=4"):
+        agreement(decoder, tokens, vocab=dataclasses.replace(expected, token_filter=few), **options)
 
 
 def test_baseline_pairing_is_seeded_and_never_the_same_position():

@@ -286,22 +286,31 @@ def test_contrastive_readout_is_the_logit_lens_minus_its_corpus_mean():
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
+# Every normalisation option that is a per-token scale: (read side, write side) of normalised_space.
+SCALINGS = {"both sides": (True, True), "read side": (True, False), "write side": (False, True)}
+
+
+@pytest.mark.parametrize("sides", list(SCALINGS))
 @pytest.mark.parametrize("circuit", ["ov_pairs", "qk_pairs"])
-def test_pair_search_is_exact_under_standardisation(circuit):
+def test_pair_search_is_exact_under_standardisation(circuit, sides):
     model = tm.load("llama-gqa-untied", "bridge")
     raw = te.EmbeddingSpace(te.adapt(model).folded())
-    space = vocab.normalised_space(raw)
-    torch.testing.assert_close(space.read.matrix, raw.read.matrix / raw.read.matrix.norm(dim=0))
-    torch.testing.assert_close(space.write.matrix, raw.write.matrix / raw.write.matrix.norm(dim=0))
+    read, write = SCALINGS[sides]
+    space = vocab.normalised_space(raw, read=read, write=write)
+    for side, scaled in (("read", read), ("write", write)):
+        B = raw.basis(side).matrix
+        expected = B / B.norm(dim=0) if scaled else B
+        torch.testing.assert_close(space.basis(side).matrix, expected)
     lw = space.view.layer(1)
     head = 2
     if circuit == "ov_pairs":
         left, right = lw.W_V[head], lw.W_O_written[head].T
-        sides = ("read", "write")
+        basis_sides = ("read", "write")
     else:
         left, right = lw.W_Q_qk[head], lw.W_K_qk[head]
-        sides = ("read", "read")
-    dense = (space.basis(sides[0]).matrix.T @ left) @ (space.basis(sides[1]).matrix.T @ right).T
+        basis_sides = ("read", "read")
+    L, R = (space.basis(s).matrix for s in basis_sides)
+    dense = (L.T @ left) @ (R.T @ right).T
     res = te.interpret(circuit, space, layer=1, head=head, k=7)
     flat = dense.flatten()
     values, idx = flat.topk(7)
@@ -309,11 +318,19 @@ def test_pair_search_is_exact_under_standardisation(circuit):
     assert res.top[1].tolist() == (idx // d_vocab).tolist()
     assert res.top[2].tolist() == (idx % d_vocab).tolist()
     torch.testing.assert_close(res.top[0], values, rtol=1e-4, atol=1e-5)
-    # Centring adds a per-token offset: not a factored product, so pairs refuse it.
-    ref = torch.randn(10, space.view.spec.d_model, generator=torch.Generator().manual_seed(3))
-    centred = vocab.normalised_space(raw, read=ref, write=ref)
-    with pytest.raises(BasisError):
-        te.interpret(circuit, centred, layer=1, head=head, k=3)
+
+
+@pytest.mark.parametrize("scale", [True, False], ids=["reference-standardised", "centred"])
+@pytest.mark.parametrize("circuit", ["ov_pairs", "qk_pairs"])
+def test_pair_search_refuses_a_per_token_offset(circuit, scale):
+    # Centring (and standardising over a reference set, which centres) adds a per-token offset:
+    # not a factored product, so pair searches refuse it rather than return another quantity.
+    model = tm.load("llama-gqa-untied", "bridge")
+    raw = te.EmbeddingSpace(te.adapt(model).folded())
+    ref = torch.randn(10, raw.view.spec.d_model, generator=torch.Generator().manual_seed(3))
+    offset = vocab.normalised_space(raw, read=ref, write=ref, scale=scale)
+    with pytest.raises(BasisError, match="per-token offset"):
+        te.interpret(circuit, offset, layer=1, head=2, k=3)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,10 +68,15 @@ class Basis:
     def require_linear(self, what: str) -> None:
         """Raise BasisError if this basis is not linear."""
         if not self.linear:
+            why = []
+            if self.pre is not None:
+                why.append("applies a non-linear map first (the final norm)")
+            if self.bias is not None:  # b_U, or a centred / reference-standardised basis
+                why.append("adds a per-token offset (a bias)")
             raise BasisError(
-                f"{what} needs a linear basis, but {self.name!r} applies the final norm and a "
-                "bias; "
-                "use 'W_U', 'W_E' or 'pinv' for token pairs"
+                f"{what} needs a linear basis, but {self.name!r} {' and '.join(why)}; use "
+                "'W_U', 'W_E' or 'pinv', or standardise one over random directions "
+                "(vocab.standardise(basis): a per-token scale, which keeps pair scores factored)"
             )
 
 

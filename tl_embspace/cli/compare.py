@@ -65,6 +65,13 @@ def add_parser(
     )
     p.add_argument("--read", default="W_U", help="read-side basis (paper: W_U)" + d)
     p.add_argument("--write", default="W_U", help="write-side basis (paper: W_U)" + d)
+    p.add_argument(
+        "--vocab",
+        choices=("raw", "hygiene"),
+        default="raw",
+        help="raw: every token (the paper's); hygiene: A and B over the tokens the hygiene mask "
+        "keeps, parameters scored standardised (see 'Vocabulary hygiene')" + d,
+    )
     p.add_argument("--seed", type=int, default=0, help="baseline and bootstrap seed" + d)
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per pass" + d)
     p.add_argument("--out", type=Path, default=Path("agreement-out"), help="output folder" + d)
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         lens_basis=args.lens_basis,
+        vocab=args.vocab,
         progress=not args.no_progress,
     )
     total = time.perf_counter() - t0
@@ -170,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"{p['n_positions']} positions, n={p['n']}, k={p['k']}, seed={p['seed']}; weights "
         f"{p['weights_projected']}, read basis {p['read_basis']}, write basis "
-        f"{p['write_basis']}, lens {p['lens']}; model load {t_load:.0f} s, total {total:.0f} s.",
+        f"{p['write_basis']}, lens {p['lens']}, vocabulary {p['vocab']['mode']} "
+        f"({p['vocab_tokens']}); model load {t_load:.0f} s, total {total:.0f} s.",
     ]
     for variant in p["variants"]:
         for ref in p["references"]:

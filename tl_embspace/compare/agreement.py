@@ -12,6 +12,12 @@ At each scored position ``i`` of a corpus and each layer ``l``:
    same layer's output (``reference="same"``) or the final layer's (``"final"``);
 4. score ``|A ∩ B| / |B|``.
 
+With a vocabulary (``vocab=``, see :mod:`tl_embspace.vocab`), both top-``k`` lists are taken
+over the tokens its filter allows only, and the parameters are projected with its (possibly
+normalised) bases; ``B`` stays the model's own logits (never normalised), restricted to the same
+tokens, so the reference the parameters are compared with is the model's and a normalisation
+cannot make the two sides agree by construction.
+
 The *baseline* scores the parameters selected at a random **other** position ``π(i) ≠ i``
 (seeded) against ``B`` of position ``i``. Per layer, kind and reference the result holds the
 mean aligned and baseline scores over positions, their difference, and a percentile bootstrap
@@ -35,9 +41,10 @@ from tqdm.auto import tqdm
 from ..adapters import WeightView, adapt
 from ..errors import InvalidArgumentError, UnsupportedModelError
 from ..space import Basis, EmbeddingSpace, make_basis
+from ..vocab import VocabularyChoice, choose_vocabulary
 from .collect import _layer_range, ff_reducer, residual_reducer, z_reducer
 from .corpus import DEFAULT_POSITIONS, DEFAULT_SEQ_LEN, windows
-from .lens import top_tokens, topk_reducer_fn
+from .lens import top_tokens
 from .stream import DEFAULT_BATCH_SIZE, Reducer, stream
 
 # kind -> (which activations select it, side of the residual it is on)
@@ -174,25 +181,46 @@ def parameter_vectors(view: WeightView, layer: int, kind: str) -> Tensor:
     raise InvalidArgumentError(f"unknown kind {kind!r}; expected one of {list(KINDS)}")
 
 
+def _restricted(bias: Tensor | None, allowed: Tensor | None, matrix: Tensor) -> Tensor | None:
+    """``bias`` with ``-inf`` on the tokens ``allowed`` leaves out: top-k over allowed tokens.
+
+    On ``matrix``'s device (``[d_model, d_vocab]``, the basis the bias is added to).
+    """
+    if allowed is None:
+        return bias
+    zero = torch.zeros(matrix.shape[1], device=matrix.device)
+    out = zero if bias is None else bias.detach().float().to(matrix.device).clone()
+    return out.masked_fill_(~allowed.to(matrix.device), float("-inf"))
+
+
 def _project_topk(
-    space: EmbeddingSpace, layer: int, kind: str, ids: Tensor, k: int, centered: bool
+    space: EmbeddingSpace,
+    layer: int,
+    kind: str,
+    ids: Tensor,
+    k: int,
+    centered: bool,
+    allowed: Tensor | None = None,
 ) -> Tensor:
     """Top-``k`` token ids ``[len(ids), k]`` of the selected parameter vectors of ``kind``.
 
     ``centered``: score ``(x_i - mean_j x_j) @ B`` with the mean over *every* vector of the kind
     in the layer (after the transport and the basis's ``pre``), so what all of them share (e.g.
     a common high-norm direction) does not decide the top tokens; the basis bias cancels.
+    ``allowed``: ``[d_vocab]`` bool, rank only these tokens (None: every token).
     """
     side = KINDS[kind][1]
     basis = space.basis(side)
     if not centered:
         vectors = parameter_vectors(space.view, layer, kind)[ids].float()
         x = basis.prepare(space.carry(vectors, side, layer))
-        return top_tokens(x, basis.matrix, k, basis.bias)[0]
+        return top_tokens(x, basis.matrix, k, _restricted(basis.bias, allowed, basis.matrix))[0]
     every = basis.prepare(
         space.carry(parameter_vectors(space.view, layer, kind).float(), side, layer)
     )
-    return top_tokens(every[ids] - every.mean(0), basis.matrix, k)[0]
+    return top_tokens(
+        every[ids] - every.mean(0), basis.matrix, k, _restricted(None, allowed, basis.matrix)
+    )[0]
 
 
 def _mean_prepared(
@@ -227,16 +255,48 @@ def _prepared_fn(basis: Basis):
     return lambda x: basis.prepare(x.flatten(0, 1)).view(*x.shape[:2], -1)
 
 
-def _centered_lens_fn(basis: Basis, mean: Tensor, k: int):
-    """Top-k ids of ``(prepare(x) - mean) @ B``: the lens minus its corpus mean (bias cancels)."""
+def _lens_ids_fn(basis: Basis, k: int, allowed: Tensor | None, mean: Tensor | None = None):
+    """``[batch, pos, d] -> [batch, pos, k, 1]``: top-k ids of the lens over the allowed tokens.
+
+    The lens is ``prepare(x) @ B + b``; with ``mean`` it is ``(prepare(x) - mean) @ B``, the
+    lens minus its corpus mean (the bias cancels).
+    """
+    bias = _restricted(basis.bias if mean is None else None, allowed, basis.matrix)
 
     def fn(x: Tensor) -> Tensor:
         b, p, d = x.shape
-        flat = basis.prepare(x.reshape(b * p, d)) - mean.to(x.device)
-        ids, _ = top_tokens(flat, basis.matrix.to(flat.device), k)
+        flat = basis.prepare(x.reshape(b * p, d))
+        if mean is not None:
+            flat = flat - mean.to(flat.device)
+        shift = None if bias is None else bias.to(flat.device)
+        ids, _ = top_tokens(flat, basis.matrix.to(flat.device), k, shift)
         return ids.view(b, p, k, 1)
 
     return fn
+
+
+def _vocabulary(
+    model: Any, space: EmbeddingSpace, vocab: "str | VocabularyChoice", k: int
+) -> tuple[VocabularyChoice, Tensor | None]:
+    """The vocabulary choice of a run and its ``[d_vocab]`` allowed mask (None: every token)."""
+    if isinstance(vocab, str):
+        choice = choose_vocabulary(space, vocab)
+    elif isinstance(vocab, VocabularyChoice):
+        choice = vocab
+    else:
+        raise InvalidArgumentError(
+            f"vocab must be 'raw', 'hygiene' or a vocab.VocabularyChoice, got {vocab!r}"
+        )
+    if choice.token_filter is None:
+        return choice, None
+    d_vocab = choice.space.write.matrix.shape[1]
+    tokenizer = choice.space.tokenizer or getattr(model, "tokenizer", None)
+    allowed = choice.token_filter.mask(tokenizer, d_vocab)
+    if allowed is not None and int(allowed.sum()) < k:
+        raise InvalidArgumentError(
+            f"the vocabulary allows {int(allowed.sum())} tokens, fewer than k={k}; lower k"
+        )
+    return choice, allowed
 
 
 def _check_int(name: str, value: Any, low: int = 1) -> None:
@@ -261,6 +321,7 @@ def agreement(
     n_boot: int = 1000,
     lens_basis: str = "readout",
     variants: Sequence[str] = ("raw",),
+    vocab: "str | VocabularyChoice" = "raw",
     progress: bool = True,
 ) -> AgreementResult:
     """Run the agreement protocol (see the module docstring) over a corpus.
@@ -296,6 +357,12 @@ def agreement(
             is dominated by tokens that top almost every position (and parameters dominated
             by a few high-norm tokens) score a high raw baseline; the centred variant shows
             whether the per-position part agrees. It costs one more pass over the corpus.
+        vocab: ``"raw"`` (the paper's: every token, the bases of ``space``), ``"hygiene"``
+            (``vocab.choose_vocabulary(space, "hygiene")``: the hygiene mask, scores
+            standardised over random directions) or a :class:`~tl_embspace.vocab.
+            VocabularyChoice` (then its space is the one projected; leave ``space`` unset).
+            ``A`` and ``B`` are the top-``k`` over the tokens its filter allows; the parameters
+            are projected with its space's bases; ``B`` keeps the model's own logits.
         progress: Show progress bars.
 
     Returns:
@@ -313,6 +380,13 @@ def agreement(
     if not references or not variants:
         raise InvalidArgumentError("references and variants must not be empty")
     view = adapt(model)
+    if isinstance(vocab, VocabularyChoice):
+        if space is not None and space is not vocab.space:
+            raise InvalidArgumentError(
+                "pass space= or a VocabularyChoice, not both: the choice's space is the one "
+                "projected (build it with vocab.choose_vocabulary(space, ...))"
+            )
+        space = vocab.space
     space = space if space is not None else EmbeddingSpace.paper(view)
     if (
         space.view.spec.d_model != view.spec.d_model
@@ -336,9 +410,15 @@ def agreement(
             "encoder use references=('same',)"
         )
 
+    choice, allowed = _vocabulary(model, space, vocab, k)
+    space = choice.space
     win = windows(model, corpus, positions=positions, seq_len=seq_len)
     lens = make_basis(view, lens_basis)
-    lens_fn = topk_reducer_fn(lens, k)
+    if allowed is not None and allowed.numel() != lens.matrix.shape[1]:
+        raise InvalidArgumentError(
+            f"the vocabulary's mask covers {allowed.numel()} tokens, the lens "
+            f"{lens.matrix.shape[1]}; build both from this model"
+        )
 
     def top_n(x: Tensor) -> Tensor:
         return x.flatten(2).topk(n, dim=-1).indices
@@ -365,10 +445,10 @@ def agreement(
     reducers: dict[str, Reducer] = {}
     for name in lens_names:
         if "raw" in variants:
-            reducers[f"{name}:raw"] = lens_reducer(name, lens_fn)
+            reducers[f"{name}:raw"] = lens_reducer(name, _lens_ids_fn(lens, k, allowed))
         if "centered" in variants:
             reducers[f"{name}:centered"] = lens_reducer(
-                name, _centered_lens_fn(lens, means[name], k)
+                name, _lens_ids_fn(lens, k, allowed, means[name])
             )
     for layer in layer_list:
         if need_ff:
@@ -389,7 +469,7 @@ def agreement(
     for layer, kd, variant in tqdm(combos, desc="projecting parameters", disable=not progress):
         sel = picked[f"{KINDS[kd][0]}{layer}"]  # [P, n]
         unique, inverse = sel.unique(return_inverse=True)
-        table = _project_topk(space, layer, kd, unique, k, variant == "centered")  # [U, k]
+        table = _project_topk(space, layer, kd, unique, k, variant == "centered", allowed)
         a_ids = table[inverse].reshape(n_pos, n * k)
         for ref in references:
             lens_name = f"lens{layer}" if ref == "same" else "final"
@@ -441,6 +521,11 @@ def agreement(
         "variants": list(variants),
         "centered": "lens minus its mean over the scored positions; each parameter vector "
         "minus its layer's mean over all vectors of its kind",
+        "vocab": choice.record,
+        "vocab_tokens": "every token"
+        if allowed is None
+        else f"A and B ranked over the {int(allowed.sum())} tokens the filter allows; B from "
+        "the model's own (unnormalised) logits",
     }
     return AgreementResult(tuple(rows), scores, provenance)
 
