@@ -124,7 +124,13 @@ def test_translate_between_models_equals_the_library_map(folders, tmp_path):
 
 def test_translate_across_vocabularies_needs_shared_tokens(folders, tmp_path, capsys):
     _head(tmp_path / "head.pt")
-    argv = ["translate", folders["base"], folders["other_vocab"], "--head", str(tmp_path / "head.pt")]
+    argv = [
+        "translate",
+        folders["base"],
+        folders["other_vocab"],
+        "--head",
+        str(tmp_path / "head.pt"),
+    ]
     assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 2
     assert "shared_tokens=True" in _error_line(capsys)
     assert cli.main([*argv, "--out", str(tmp_path / "b"), "--shared-tokens"]) == 0
