@@ -27,12 +27,15 @@ import argparse
 import importlib.util
 import json
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from sst2_common import SMOLLM2, cache_root
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +53,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def read_lexicon(path: Path | None) -> dict[str, float]:
-    """Single-word, alphabetic entries of a VADER-format lexicon: ``word<TAB>valence<TAB>...``."""
+    """Single-word entries of a VADER-format lexicon (``word<TAB>valence<TAB>...``), lower-cased.
+
+    A word starts with a letter and holds letters, digits, apostrophes or hyphens: VADER's
+    emoticons (``:)``, ``</3``) are left out.
+    """
     if path is None:
         spec = importlib.util.find_spec("vaderSentiment")
         if spec is None or spec.origin is None:
@@ -62,7 +69,7 @@ def read_lexicon(path: Path | None) -> dict[str, float]:
     out = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         word, _, rest = line.partition("\t")
-        if word.isalpha() and rest:
+        if _WORD.fullmatch(word) and rest:
             out[word.lower()] = float(rest.split("\t")[0])
     return out
 

@@ -25,6 +25,7 @@ over seeds and writes ``translate_sst2.json`` into ``--out`` (default: ``<cache>
 """
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -86,6 +87,26 @@ def features(hf_model: Any, tokenizer: Any, sentences: list[str], args) -> Tenso
     return out
 
 
+def cached_features(
+    name: str, train_s: list[str], test_s: list[str], args: argparse.Namespace
+) -> tuple[Tensor, Tensor]:
+    """``(train, test)`` features of a model, from ``<cache>/sst2/features/`` when computed before.
+
+    The file is keyed by the model name, the sentences and ``--max-len``.
+    """
+    key = hashlib.sha256(json.dumps([name, train_s, test_s, args.max_len]).encode()).hexdigest()
+    path = cache_root() / "features" / f"{Path(name).name}-{key[:16]}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["train"], saved["test"]
+    hf_model, tokenizer = load_hf(name)
+    train = features(hf_model, tokenizer, train_s, args)
+    test = features(hf_model, tokenizer, test_s, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"train": train, "test": test}, path)
+    return train, test
+
+
 def fit_head(x: Tensor, y: Tensor, l2: float = 1e-3) -> tuple[Tensor, Tensor]:
     """Logistic regression (2 classes as a [d, 2] head with bias), full-batch L-BFGS.
 
@@ -142,14 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             feats[args.model_a] = (f["train_pooled"], f["test_pooled"])
             print(f"features of {args.model_a}: reused {saved}")
     for name in names:
-        if name in feats:
-            continue
-        hf_model, tokenizer = load_hf(name)
-        feats[name] = (
-            features(hf_model, tokenizer, train_s, args),
-            features(hf_model, tokenizer, test_s, args),
-        )
-        print(f"features of {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        if name not in feats:
+            feats[name] = cached_features(name, train_s, test_s, args)
+            print(f"features of {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     ytr, yte = torch.tensor(train_y), torch.tensor(test_y)
     spaces = {n: adapt(load_model(n, "bridge")) for n in names}
     t_features = time.perf_counter() - t0
