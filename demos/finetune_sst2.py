@@ -12,7 +12,7 @@ repository): the tuned model as a Hugging Face folder (``save_pretrained`` plus 
 [d_model, 2]``, ``bias [2]``: logits = mean-pooled final-normed state @ weight + bias) and
 ``result.json`` (test accuracy, the majority-class baseline, settings, timings).
 
-    python demos/finetune_sst2.py                      # SmolLM2, 3000 sentences, 2 blocks
+    python demos/finetune_sst2.py --threads 1          # SmolLM2, 400 sentences, 2 blocks
     python demos/finetune_sst2.py --train-blocks 0     # a head on the frozen model
 """
 
@@ -47,13 +47,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", help="folder holding sst2/ (default: $TL_EMBSPACE_DATA, ../shared)")
     p.add_argument("--out", type=Path, help="output folder (default: <cache>/sst2/<name>)")
     p.add_argument("--name", help="output folder name (default: from base and blocks)")
-    p.add_argument("--n-train", type=int, default=3000, help="training sentences sampled" + d)
-    p.add_argument("--n-test", type=int, default=0, help="test sentences (0: all 872)" + d)
+    p.add_argument("--n-train", type=int, default=400, help="training sentences sampled" + d)
+    p.add_argument("--n-test", type=int, default=400, help="test sentences (0: all 872)" + d)
     p.add_argument("--min-words", type=int, default=4, help="shortest training sentence" + d)
     p.add_argument("--train-blocks", type=int, default=2, help="last blocks trained" + d)
-    p.add_argument("--epochs", type=int, default=3, help=d)
+    p.add_argument("--epochs", type=int, default=4, help=d)
     p.add_argument("--batch-size", type=int, default=32, help=d)
-    p.add_argument("--max-len", type=int, default=48, help="tokens per sentence, at most" + d)
+    p.add_argument("--max-len", type=int, default=32, help="tokens per sentence, at most" + d)
     p.add_argument("--lr-blocks", type=float, default=5e-5, help=d)
     p.add_argument("--lr-head", type=float, default=2e-3, help=d)
     p.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed" + d)
@@ -114,8 +114,15 @@ def cache(hf_model: Any, tokenizer: Any, sentences, labels, layer, args) -> tupl
 
 
 def tuned_model(hf_model: Any, trained: TopAndHead, first: int) -> Any:
-    """A copy of the base with its last blocks replaced by the trained ones."""
+    """A copy of the base with its last blocks replaced by the trained ones.
+
+    SmolLM2 comes dequantised from a GGUF file, and transformers refuses to save a model it
+    believes quantised; the weights are plain floats, so the copy drops that mark.
+    """
     tuned = copy.deepcopy(hf_model)
+    tuned.hf_quantizer = None
+    if hasattr(tuned.config, "quantization_config"):
+        del tuned.config.quantization_config
     for i, block in enumerate(trained.top.layers):
         tuned.model.layers[first + i].load_state_dict(block.state_dict())
     return tuned
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"{Path(args.base).name}-blocks{args.train_blocks}-seed{args.seed}"
     out = args.out or cache_root() / name
     out.mkdir(parents=True, exist_ok=True)
+    # The trained part first: should saving the whole model fail, the training is kept.
+    torch.save(model.state_dict(), out / "trained_top_and_head.pt")
     tuned.save_pretrained(out)
     tokenizer.save_pretrained(out)
     torch.save(

@@ -49,6 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=30, help="top and bottom tokens per reading" + d)
     p.add_argument("--seed", type=int, default=0, help="random baselines' seed" + d)
     p.add_argument("--lexicon", type=Path, help="a VADER-format lexicon file (default: VADER's)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     return p.parse_args(argv)
 
 
@@ -113,6 +114,8 @@ def projection_ids(projection: Any) -> list[tuple[list[int], list[int]]]:
 def main(argv: list[str] | None = None) -> int:
     """Diff, read, score against the lexicon and the baselines; print and write the tables."""
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     lexicon = read_lexicon(args.lexicon)
     from tl_embspace import EmbeddingSpace, adapt

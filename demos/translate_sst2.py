@@ -8,7 +8,8 @@ shared_tokens=True)`` maps through those (``W_E``: MiniLM has no trained unembed
 Each model's feature is its final hidden state (SmolLM2: after the final norm; MiniLM: the last
 layer's output), mean-pooled over the sentence's tokens. Per seed and direction (A -> B): a
 logistic-regression head is trained on A's features of ``--n-head`` SST-2 training sentences,
-carried to B, and scored on the 872 test sentences with B's features. Beside it:
+carried to B, and scored on ``--n-test`` test sentences (seeded; 0: all 872) with B's
+features. Beside it:
 
 * **chance**: the majority class of the test set;
 * **vocabulary map**: ``W_B = E_B pinv(E_A) W_A`` (zero-pass: weights only);
@@ -47,15 +48,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-a", default=SMOLLM2, help="zoo name or HF folder" + d)
     p.add_argument("--model-b", default=MINILM, help="zoo name or HF folder" + d)
     p.add_argument("--data", help="folder holding sst2/ (default: $TL_EMBSPACE_DATA, ../shared)")
-    p.add_argument("--n-train", type=int, default=1200, help="training sentences drawn" + d)
-    p.add_argument("--n-test", type=int, default=0, help="test sentences (0: all 872)" + d)
-    p.add_argument("--n-head", type=int, default=600, help="sentences a head is trained on" + d)
-    p.add_argument("--n-pairs", type=int, default=300, help="unlabelled pairs for baselines" + d)
+    p.add_argument("--n-train", type=int, default=400, help="training sentences drawn" + d)
+    p.add_argument("--n-test", type=int, default=400, help="test sentences (0: all 872)" + d)
+    p.add_argument("--n-head", type=int, default=200, help="sentences a head is trained on" + d)
+    p.add_argument("--n-pairs", type=int, default=150, help="unlabelled pairs for baselines" + d)
     p.add_argument("--seeds", type=int, default=5, help=d)
     p.add_argument("--basis", default="W_E", help="E in both models" + d)
     p.add_argument("--max-len", type=int, default=32, help=d)
     p.add_argument("--batch-size", type=int, default=32, help=d)
     p.add_argument("--out", type=Path, help="output folder (default: <cache>/sst2)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(
         "--features",
         type=Path,
@@ -139,6 +141,8 @@ def accuracy(x: Tensor, y: Tensor, w: Tensor, b: Tensor | None) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Features of both models, heads over seeds, carried four ways; print and save."""
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     from tl_embspace import adapt
     from tl_embspace.apps import least_squares_map, procrustes_map, vocabulary_map
