@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    from tl_embspace import adapt
+    from tl_embspace import EmbeddingSpace, adapt
     from tl_embspace.apps import least_squares_map, procrustes_map, vocabulary_map
     from tl_embspace.cli.finetune_diff import load_model
 
@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             feats[name] = cached_features(name, train_s, test_s, args)
             print(f"features of {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     ytr, yte = torch.tensor(train_y), torch.tensor(test_y)
-    spaces = {n: adapt(load_model(n, "bridge")) for n in names}
+    # Both bases explicit: the default W_U would be refused for MiniLM (an untrained head).
+    spaces = {
+        n: EmbeddingSpace(adapt(load_model(n, "bridge")), read=args.basis, write=args.basis)
+        for n in names
+    }
     t_features = time.perf_counter() - t0
     chance = max(float(yte.float().mean()), 1 - float(yte.float().mean()))
 
