@@ -1,7 +1,8 @@
 """``tl-embspace align A B``: match the layers, heads and neurons of two models (``apps.align``).
 
-Writes ``{space}.json`` (similarity matrices, matches, score, provenance) and ``{space}.svg``
-(heatmap) into ``--out`` for each space asked for. ``--shuffle-b SEED`` aligns A with a shuffled
+Writes ``{space}.json`` (similarity matrices, matches, score, provenance), ``{space}.svg``
+(heatmap, no plotting library needed) and, when matplotlib is installed, ``{space}.png`` (the
+same heatmap) into ``--out`` for each space asked for. ``--shuffle-b SEED`` aligns A with a shuffled
 copy of B, the known answer: the score then counts layers, heads and neurons put back in place.
 Existing files are never replaced without ``--overwrite``.
 """
@@ -74,6 +75,40 @@ def _view(model: Any, weights: str) -> Any:
     return view
 
 
+def heatmap_png(result: Any, path: Path) -> bool:
+    """The combined similarity matrix as a PNG heatmap, matched cells marked (needs matplotlib).
+
+    Returns False (and writes nothing) when matplotlib is not installed.
+    """
+    from ._plot import pyplot
+
+    plt = pyplot()
+    if plt is None:
+        return False
+    sim = result.similarity["combined"]
+    n_a, n_b = sim.shape
+    matched = [(i, j) for i, j in enumerate(result.layer_match) if j is not None]
+    fig, ax = plt.subplots(figsize=(2 + 0.18 * n_b, 1.5 + 0.18 * n_a))
+    image = ax.imshow(sim, cmap="Greys", aspect="auto")
+    ax.scatter(
+        [j for _, j in matched],
+        [i for i, _ in matched],
+        marker="s",
+        s=30,
+        facecolors="none",
+        edgecolors="red",
+        linewidths=1,
+    )
+    ax.set_xlabel("layer of B")
+    ax.set_ylabel("layer of A")
+    ax.set_title(f"{result.space} space, combined ({result.aggregate}); red: matching", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     """Load both models, align them in each space asked for, and write JSON and SVG files."""
     from ..adapters import PermutedView
@@ -81,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..space import EmbeddingSpace
 
     spaces = ["embedding", "raw"] if args.space == "both" else [args.space]
-    targets = [args.out / f"{space}.{ext}" for space in spaces for ext in ("json", "svg")]
+    targets = [args.out / f"{space}.{ext}" for space in spaces for ext in ("json", "svg", "png")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise OutputFolderError(
@@ -113,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         data = {**result.to_dict(), "score": score, "shuffle_b_seed": args.shuffle_b}
         (args.out / f"{space}.json").write_text(json.dumps(data))
         (args.out / f"{space}.svg").write_text(result.heatmap_svg())
+        if not heatmap_png(result, args.out / f"{space}.png"):
+            (args.out / f"{space}.png").unlink(missing_ok=True)  # stale (only with --overwrite)
         if score is not None:
             combined = score["layers"]["combined"]
             line = (
@@ -123,5 +160,5 @@ def run(args: argparse.Namespace) -> int:
                 if part in score:
                     line += f"; {part} {score[part]:.3f}"
             print(line)
-    print(f"wrote {', '.join(str(t) for t in targets)}")
+    print(f"wrote {', '.join(str(t) for t in targets if t.exists())}")
     return 0
