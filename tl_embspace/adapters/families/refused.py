@@ -21,18 +21,28 @@ refuse(
     "JetMoeForCausalLM",
 )
 refuse(
-    "state-space / recurrent / hybrid layers have no attention weights to read",
+    "every layer is a state-space or recurrent mixer (no attention layer at all), so there are "
+    "no W_Q/W_K/W_V/W_O to read, and no MLP in the paper's sense",
     "MambaForCausalLM",
     "Mamba2ForCausalLM",
     "FalconMambaForCausalLM",
-    "JambaForCausalLM",
+    "RwkvForCausalLM",
+)
+refuse(
+    "its hybrid layers run one transformer block shared across layers on the concatenation "
+    "of the residual stream and the original embeddings (2 d_model inputs, with per-layer "
+    "adapters), and a per-layer linear map writes its output back: that block's W_Q/W_K/W_V "
+    "and W_in do not read the residual stream, so no residual-basis reading applies (its Mamba "
+    "layers have no attention weights at all)",
     "ZambaForCausalLM",
     "Zamba2ForCausalLM",
-    "BambaForCausalLM",
+)
+refuse(
+    "every layer runs attention and a Mamba-2 mixer side by side on the same normalised input "
+    "and adds both outputs, scaled by muP multipliers on the attention input, keys and output "
+    "and on the SSM (attention_in_multiplier, key_multiplier, ...) that the view does not "
+    "read: W_O alone is not what the block writes",
     "FalconH1ForCausalLM",
-    "GraniteMoeHybridForCausalLM",
-    "RwkvForCausalLM",
-    "Lfm2ForCausalLM",
 )
 refuse(
     "parallel block whose bridge cannot run its forward pass in TransformerLens 4.3 "
