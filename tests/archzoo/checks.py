@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 import tl_embspace
+from tl_embspace.adapters.weights import ATTENTION_FIELDS
 from tl_embspace.errors import EmbSpaceError
 
 CHECKS = ("adapts", "attention", "qk", "mlp", "embedding", "logit_lens", "folded_eq_tl")
@@ -443,8 +444,11 @@ def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any)
 
 
 def _tensor_fields(obj: Any) -> dict[str, Tensor | None]:
-    # The stored fields, not getattr: a hybrid's mixer layer refuses its (None) attention fields.
+    # The stored fields, not getattr: a hybrid's mixer layer refuses its attention fields (and
+    # stores empty placeholders behind them, left out here).
     items = dict(vars(obj))
+    if items.get("no_attention") is not None:
+        items = {k: v for k, v in items.items() if k not in ATTENTION_FIELDS}
     return {k: v for k, v in items.items() if v is None or isinstance(v, Tensor)}
 
 

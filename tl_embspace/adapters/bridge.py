@@ -233,6 +233,8 @@ class BridgeView(WeightView):
             )
             moe = moe_spec(family, cfg, getattr(model.original_model, "config", None), sparse)
         moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
+        if family.mlp_width is not None:
+            moe["d_mlp"] = family.mlp_width(model.original_model.config)
         # Granite's logits_scaling comes with its muP multipliers; Cohere's logit_scale alone.
         moe.setdefault("logit_scale", _logit_scale(model, family, architecture))
         self._positions = _position_module(model, family)
@@ -334,6 +336,7 @@ class BridgeView(WeightView):
         for layer, block in enumerate(self._model.blocks):
             block_norms = _block_norms(block, self._family)
             _check_pre_norms(s, self._family, block_norms, layer)
+            self._check_mlp_width(layer, block._modules.get("mlp"))
             attn = block._modules.get("attn")
             if layer not in s.attention_layers:
                 continue  # a hybrid's mixer layer (_layer_mixers): no attention to check
@@ -360,6 +363,23 @@ class BridgeView(WeightView):
                     f"family {s.family!r} declares qk_norm={s.qk_norm}; this layout is not "
                     "supported"
                 )
+
+    def _check_mlp_width(self, layer: int, mlp: Any) -> None:
+        """Refuse a dense MLP whose width is not ``spec.d_mlp``.
+
+        Sparse-MoE families are skipped: their ``d_mlp`` is the expert width, checked with the
+        experts, and their dense layers may be wider.
+        """
+        s = self.spec
+        if self._family.moe is not None or mlp is None or getattr(mlp, "W_in", None) is None:
+            return
+        width = mlp.W_in.shape[-1]
+        if width != s.d_mlp:
+            raise UnsupportedModelError(
+                f"{s.architecture}: blocks[{layer}].mlp has width {width} but the config gives "
+                f"d_mlp={s.d_mlp}; family {s.family!r} does not know how this width is derived, "
+                "so this configuration is not supported"
+            )
 
     def _check_hf_config(self) -> None:
         """Refuse a model whose Hugging Face config differs from what its family reads."""
@@ -498,6 +518,9 @@ class BridgeView(WeightView):
         return make_mixer_layer(
             layer,
             why,
+            n_heads=s.n_heads,
+            n_kv_heads=s.n_kv_heads,
+            d_model=s.d_model,
             **mlp_part,
             ln1_w=self._gain(ln1_w),
             ln1_b=ln1_b,

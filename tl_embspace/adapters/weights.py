@@ -15,6 +15,7 @@ Every tensor is a detached copy: nothing a caller does to a view can reach the m
 from dataclasses import dataclass
 from typing import Any, overload
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -72,7 +73,8 @@ class LayerWeights:
     A hybrid model's layer whose token mixer is not attention (a Mamba state-space mixer, a
     gated short convolution) has ``no_attention`` set to the reason, and reading any attention
     field (``ATTENTION_FIELDS``: ``W_Q`` ... ``b_O``, the derived ``W_Q_qk``/``W_O_written``)
-    raises ``UnsupportedLayerError`` with it; its MLP fields are read as usual.
+    raises ``UnsupportedLayerError`` with it; its MLP fields are read as usual (see
+    ``make_mixer_layer``).
     """
 
     layer: int
@@ -294,23 +296,33 @@ def make_mixer_layer(
     layer: int,
     no_attention: str,
     *,
+    n_heads: int,
+    n_kv_heads: int,
+    d_model: int,
     experts: tuple[MLPWeights, ...] | None = None,
     shared_expert: MLPWeights | None = None,
     **rest: Any,
 ) -> LayerWeights:
     """A LayerWeights without attention (a hybrid's state-space/convolution layer).
 
-    ``rest`` holds the MLP and norm fields (copied); every attention field is None and reading
-    one raises ``UnsupportedLayerError(no_attention)``.
+    ``rest`` holds the MLP and norm fields (copied). Reading any attention field raises
+    ``UnsupportedLayerError(no_attention)``; what is stored behind them is an empty placeholder
+    (heads of width 0, so the field types hold) that no attribute read ever returns.
     """
-    absent: dict[str, Any] = {
-        name: None
-        for name in ("W_Q", "W_K", "W_V", "W_O", "W_K_grouped", "W_V_grouped")
-        + ("b_Q", "b_K_grouped", "b_V_grouped", "b_O")
-    }
+    empty = torch.zeros(n_heads, d_model, 0)
+    empty_kv = torch.zeros(n_kv_heads, d_model, 0)
     return LayerWeights(
         layer=layer,
-        **absent,
+        W_Q=empty,
+        W_K=expand_kv(empty_kv, n_heads),
+        W_V=expand_kv(empty_kv, n_heads),
+        W_O=torch.zeros(n_heads, 0, d_model),
+        W_K_grouped=empty_kv,
+        W_V_grouped=empty_kv.clone(),
+        b_Q=None,
+        b_K_grouped=None,
+        b_V_grouped=None,
+        b_O=None,
         experts=experts,
         shared_expert=shared_expert,
         no_attention=no_attention,

@@ -162,6 +162,9 @@ class Family:
             of None means "off" (None, False or 0): MPT's ``attn_config.clip_qkv`` (queries,
             keys and values clamped); GPT-1's ``afn`` must be ``"gelu"`` (which it runs as the
             tanh approximation, the family's ``act_fn``).
+        mlp_width: A function of the Hugging Face config giving the MLP width where it is not
+            ``config.intermediate_size`` as TransformerLens reads it (LFM2 derives it), or None.
+            Every dense MLP's tensors must have the resulting ``spec.d_mlp``.
         mixers: Hybrid models: ``(bridge submodule, kind)`` pairs naming a block's token mixer
             that is not attention (Jamba's ``("mixer", "mamba")``); a block has either ``attn``
             or exactly one of these, and its kind (``MIXER_KINDS``) is recorded per layer in
@@ -189,6 +192,7 @@ class Family:
     position_offset: int | str = 0
     position_table: str | None = None
     hf_config: tuple[tuple[str, Any], ...] = ()
+    mlp_width: Callable[[Any], int] | None = None
     mixers: tuple[tuple[str, str], ...] = ()
     notes: str = ""
 

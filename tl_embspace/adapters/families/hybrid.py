@@ -11,6 +11,8 @@ it. What a state-space mixer writes is not read at all: its input and output pro
 not per-position key/value pairs.
 """
 
+from typing import Any
+
 from . import Family, MoELayout, add
 
 _HYBRID = (
@@ -47,6 +49,19 @@ JAMBA = add(
     )
 )
 
+
+def _lfm2_mlp_width(config: Any) -> int:
+    """LFM2's MLP width, derived from ``intermediate_size`` as ``Lfm2MLP`` derives it."""
+    width = config.intermediate_size
+    if config.block_auto_adjust_ff_dim:
+        width = int(2 * width / 3)
+        if config.block_ffn_dim_multiplier is not None:
+            width = int(config.block_ffn_dim_multiplier * width)
+            multiple = config.block_multiple_of
+            width = multiple * ((width + multiple - 1) // multiple)
+    return width
+
+
 LFM2 = add(
     Family(
         name="lfm2",
@@ -54,6 +69,7 @@ LFM2 = add(
         mixers=(("conv", "short_conv"),),
         qk_norm=True,
         understands=frozenset({"use_qk_norm"}),
+        mlp_width=_lfm2_mlp_width,
         notes=(
             "Gated short-convolution layers and attention layers (config.layer_types) with "
             "per-head q/k RMSNorms (gains in W_Q_qk/W_K_qk, as Qwen3), a SwiGLU MLP on every "
