@@ -158,3 +158,16 @@ def test_hybrids_not_read_are_refused_with_the_reason(name, why):
     with pytest.raises(te.UnsupportedModelError, match=name) as e:
         adapt(_bridge(name))
     assert why in str(e.value)
+
+
+def test_permuted_and_noisy_views_keep_the_mixer_layers_refusal_and_mlp():
+    from tl_embspace.adapters.permuted import NoisyView, PermutedView
+
+    view = adapt(_bridge("Lfm2ForCausalLM"))
+    for derived in (PermutedView.shuffled(view, seed=1), NoisyView(view, sigma=0.1)):
+        mixer = next(derived.layer(i) for i in range(3) if not derived.layer(i).has_attention)
+        assert derived.spec.mixers[mixer.layer] == "short_conv"  # per-layer facts move too
+        assert mixer.layer not in derived.spec.attention_layers
+        with pytest.raises(te.UnsupportedLayerError, match="short_conv"):
+            _ = mixer.W_O
+        assert mixer.W_out is not None and mixer.W_out.shape == view.layer(1).W_out.shape
