@@ -30,7 +30,7 @@ REGENERATE = (
     "docs/coverage.md and README.md"
 )
 # Fully verified families (level "verified") each TransformerLens line must keep reaching.
-MIN_VERIFIED = {4: 50, 3: 49}
+MIN_VERIFIED = {4: 53, 3: 52}
 
 
 def _short(name: str) -> str:

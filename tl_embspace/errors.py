@@ -13,6 +13,14 @@ class UnsupportedModelError(EmbSpaceError, TypeError):
     """The model (or one of its configuration attributes) is not understood by any adapter."""
 
 
+class UnsupportedLayerError(UnsupportedModelError):
+    """One layer of a supported model lacks what was asked for.
+
+    A hybrid model's state-space or convolution layer has no attention weights (no
+    ``W_Q``/``W_K``/``W_V``/``W_O`` in the paper's sense); its MLP is still read.
+    """
+
+
 class MissingWeightError(EmbSpaceError, KeyError):
     """The model has no such parameter (e.g. no ``W_pos`` on a rotary model)."""
 

@@ -229,7 +229,13 @@ def interpret_model(
         bar.close()
         t0 = time.perf_counter()
         # Copying scores keep their definition (raw OV scores, every token) under any vocab.
-        copying = copying_scores(raw_space, layers=layers, n_tokens=copying_tokens)
+        # A hybrid's state-space/convolution layers have no OV circuit: scored layers only.
+        attn_layers = [layer for layer in layers if layer in spec.attention_layers]
+        copying = (
+            copying_scores(raw_space, layers=attn_layers, n_tokens=copying_tokens)
+            if attn_layers
+            else torch.zeros(0, spec.n_heads)
+        )
         copy_seconds = round(time.perf_counter() - t0, 2)
         writer.finish(
             vocab=display_vocab(space, space.write.matrix.shape[1]),
@@ -246,8 +252,13 @@ def interpret_model(
                 "token_filter": describe_filter(token_filter),
                 "vocab": chosen_vocab.record,
                 "copying_tokens": copying_tokens,
+                # Layers whose token mixer is not attention (hybrids): their attention
+                # interpreters and copying scores were skipped, their MLPs read.
+                "attention_skipped": {
+                    str(layer): spec.mixers[layer] for layer in layers if layer not in attn_layers
+                },
             },
-            copying_scores=(layers, copying.numpy(), copying_tokens),
+            copying_scores=(attn_layers, copying.numpy(), copying_tokens),
             timings={
                 "layers": layer_seconds,
                 "copying_scores": copy_seconds,

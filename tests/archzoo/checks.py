@@ -38,7 +38,6 @@ Each check ends as a ``Status``: pass, fail (with the deviation), refused (the l
 """
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ import torch
 from torch import Tensor
 
 import tl_embspace
+from tl_embspace.adapters.weights import ATTENTION_FIELDS
 from tl_embspace.errors import EmbSpaceError
 
 CHECKS = ("adapts", "attention", "qk", "mlp", "embedding", "logit_lens", "folded_eq_tl")
@@ -344,6 +344,10 @@ def _is_moe(lw: Any) -> bool:
     return getattr(lw, "experts", None) is not None and getattr(lw, "W_router", None) is not None
 
 
+# Checks of attention weights, which a hybrid's mixer layers do not have (spec.mixers).
+_ATTENTION_CHECKS = ("attention", "query/key")
+
+
 def _per_layer(
     view: Any,
     cache: dict[str, Tensor],
@@ -356,6 +360,9 @@ def _per_layer(
     """Run ``rebuild`` on every layer that has the hooks and the weights; aggregate."""
     checked, skipped, failures = [], [], []
     for layer in range(view.spec.n_layers):
+        if what in _ATTENTION_CHECKS and layer not in view.spec.attention_layers:
+            skipped.append(f"{layer} ({view.spec.mixers[layer]} layer: no attention)")
+            continue
         if any(_at(names, f, layer) not in cache for f in needs):
             skipped.append(f"{layer} (no {what} hook)")
             continue
@@ -437,11 +444,11 @@ def _logit_lens(view: Any, logits: Tensor, cache: dict[str, Tensor], names: Any)
 
 
 def _tensor_fields(obj: Any) -> dict[str, Tensor | None]:
-    items = (
-        {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        if dataclasses.is_dataclass(obj)
-        else dict(vars(obj))
-    )
+    # The stored fields, not getattr: a hybrid's mixer layer refuses its attention fields (and
+    # stores empty placeholders behind them, left out here).
+    items = dict(vars(obj))
+    if items.get("no_attention") is not None:
+        items = {k: v for k, v in items.items() if k not in ATTENTION_FIELDS}
     return {k: v for k, v in items.items() if v is None or isinstance(v, Tensor)}
 
 

@@ -167,6 +167,8 @@ def build_spec(
         unembed_trained=True,
         family=family.name,
         attention_layers=tuple(range(cfg.n_layers)),
+        mixers=("attention",) * cfg.n_layers,
+        mlp_layers=() if getattr(cfg, "attn_only", False) else tuple(range(cfg.n_layers)),
         rotary_dim=int(rotary_dim) if positional == "rotary" and rotary_dim else None,
         qk_norm=family.qk_norm,
         qk_norm_scope=family.qk_norm_scope,

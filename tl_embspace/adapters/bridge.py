@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..errors import UnsupportedModelError
 from ._common import accept, build_spec, moe_spec, mup_spec
-from .families import Family, MoELayout
+from .families import MIXER_KINDS, Family, MoELayout
 from .hooks import HookNames, bridge_hook_names
 from .spec import ModelFacts, ModelSpec
 from .view import WeightView
@@ -23,6 +23,7 @@ from .weights import (
     MLPWeights,
     copy_tensor,
     make_layer,
+    make_mixer_layer,
     mlp_fields,
 )
 
@@ -232,6 +233,8 @@ class BridgeView(WeightView):
             )
             moe = moe_spec(family, cfg, getattr(model.original_model, "config", None), sparse)
         moe.update(mup_spec(family, getattr(model.original_model, "config", None)))
+        if family.mlp_width is not None:
+            moe["d_mlp"] = family.mlp_width(model.original_model.config)
         # Granite's logits_scaling comes with its muP multipliers; Cohere's logit_scale alone.
         moe.setdefault("logit_scale", _logit_scale(model, family, architecture))
         self._positions = _position_module(model, family)
@@ -240,6 +243,9 @@ class BridgeView(WeightView):
             positional["position_offset"] = _position_offset(self._positions, family, architecture)
         if family.position_table is not None:
             positional["positional"] = "sinusoidal"
+        mixers = _layer_mixers(model, family, architecture)
+        positional["mixers"] = mixers
+        positional["attention_layers"] = tuple(i for i, m in enumerate(mixers) if m == "attention")
         spec = build_spec(
             model,
             cfg,
@@ -294,8 +300,9 @@ class BridgeView(WeightView):
     def _check_layout(self) -> None:
         """Refuse a bridge whose per-head tensors do not have the configured shapes, on every layer.
 
-        Every block must have attention with the configured shapes (a hybrid's recurrent
-        layers have none), and q/k norms exactly when the family reads them.
+        Every attention block (``spec.attention_layers``; a hybrid's other blocks have a mixer
+        the family declares instead, see ``_layer_mixers``) must have the configured shapes,
+        and q/k norms exactly when the family reads them.
         """
         s = self.spec
         for name, why in _UNREAD_COMPONENTS.items():
@@ -327,12 +334,12 @@ class BridgeView(WeightView):
             "W_O": (s.n_heads, s.d_head, s.d_model),
         }
         for layer, block in enumerate(self._model.blocks):
+            block_norms = _block_norms(block, self._family)
+            _check_pre_norms(s, self._family, block_norms, layer)
+            self._check_mlp_width(layer, block._modules.get("mlp"))
             attn = block._modules.get("attn")
-            if attn is None:
-                raise UnsupportedModelError(
-                    f"{s.architecture}: blocks[{layer}] has no attention (a recurrent or "
-                    "state-space layer); this architecture's layout is not supported"
-                )
+            if layer not in s.attention_layers:
+                continue  # a hybrid's mixer layer (_layer_mixers): no attention to check
             for name, shape in expected.items():
                 got = tuple(getattr(attn, name).shape)
                 if got != shape:
@@ -342,8 +349,6 @@ class BridgeView(WeightView):
                         f"n_key_value_heads={s.n_kv_heads}, d_head={s.d_head}); this "
                         "architecture's bridge layout is not supported"
                     )
-            block_norms = _block_norms(block, self._family)
-            _check_pre_norms(s, self._family, block_norms, layer)
             posts = {n for n in ("ln1_post", "ln2_post") if n in block_norms}
             if posts != ({"ln1_post", "ln2_post"} if self._family.post_norms else set()):
                 raise UnsupportedModelError(
@@ -358,6 +363,23 @@ class BridgeView(WeightView):
                     f"family {s.family!r} declares qk_norm={s.qk_norm}; this layout is not "
                     "supported"
                 )
+
+    def _check_mlp_width(self, layer: int, mlp: Any) -> None:
+        """Refuse a dense MLP whose width is not ``spec.d_mlp``.
+
+        Sparse-MoE families are skipped: their ``d_mlp`` is the expert width, checked with the
+        experts, and their dense layers may be wider.
+        """
+        s = self.spec
+        if self._family.moe is not None or mlp is None or getattr(mlp, "W_in", None) is None:
+            return
+        width = mlp.W_in.shape[-1]
+        if width != s.d_mlp:
+            raise UnsupportedModelError(
+                f"{s.architecture}: blocks[{layer}].mlp has width {width} but the config gives "
+                f"d_mlp={s.d_mlp}; family {s.family!r} does not know how this width is derived, "
+                "so this configuration is not supported"
+            )
 
     def _check_hf_config(self) -> None:
         """Refuse a model whose Hugging Face config differs from what its family reads."""
@@ -427,6 +449,8 @@ class BridgeView(WeightView):
     def _read_layer(self, layer: int) -> LayerWeights:
         s = self.spec
         block = self._model.blocks[layer]
+        if layer not in s.attention_layers:
+            return self._read_mixer_layer(layer)
         attn, mlp = block.attn, block._modules.get("mlp")
         block_norms = _block_norms(block, self._family)
         ln1_w, ln1_b = _norm(block_norms.get("ln1"), s.norm_type)
@@ -450,17 +474,7 @@ class BridgeView(WeightView):
         if s.qk_norm:
             q_norm_w = _qk_gain(s, "q", self._gain(_norm(attn.q_norm, "RMS")[0]), layer)
             k_norm_w = _qk_gain(s, "k", self._gain(_norm(attn.k_norm, "RMS")[0]), layer)
-        mlp_part: dict[str, Any]
-        if layer in s.moe_layers and self._family.moe is not None:
-            mlp_part = dict(**mlp_fields(None, False), b_gate=None)
-            mlp_part.update(_moe_fields(mlp, self._family.moe, s, layer))
-        else:
-            mlp_part = dict(
-                **mlp_fields(mlp, s.gated_mlp),
-                # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds
-                # a LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
-                b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
-            )
+        mlp_part = self._mlp_part(layer, mlp)
         written: dict[str, Any] = dict(W_O=attn.W_O, b_O=attn.b_O)
         if s.residual_multiplier != 1.0:
             written, mlp_part = _residual_scaled(written, mlp_part, s.residual_multiplier)
@@ -484,12 +498,100 @@ class BridgeView(WeightView):
             **post,
         )
 
+    def _read_mixer_layer(self, layer: int) -> LayerWeights:
+        """A hybrid's layer without attention: its norms and MLP; attention fields refused."""
+        s = self.spec
+        block = self._model.blocks[layer]
+        mlp = block._modules.get("mlp")
+        norms = _block_norms(block, self._family)
+        ln1_w, ln1_b = _norm(norms.get("ln1"), s.norm_type)
+        ln2_w, ln2_b = _norm(norms.get("ln2"), s.norm_type)
+        kind = s.mixers[layer]
+        why = (
+            f"{s.architecture}: blocks[{layer}] is a {kind} layer ({MIXER_KINDS[kind]}), so it "
+            f"has no W_Q/W_K/W_V/W_O in the paper's sense; its MLP is read as usual. Attention "
+            f"layers of this model: {list(s.attention_layers)}"
+        )
+        mlp_part = self._mlp_part(layer, mlp)
+        if s.residual_multiplier != 1.0:
+            _, mlp_part = _residual_scaled({}, mlp_part, s.residual_multiplier)
+        return make_mixer_layer(
+            layer,
+            why,
+            n_heads=s.n_heads,
+            n_kv_heads=s.n_kv_heads,
+            d_model=s.d_model,
+            **mlp_part,
+            ln1_w=self._gain(ln1_w),
+            ln1_b=ln1_b,
+            ln2_w=self._gain(ln2_w),
+            ln2_b=ln2_b,
+        )
+
+    def _mlp_part(self, layer: int, mlp: Any) -> dict[str, Any]:
+        """A layer's MLP fields: a sparse-MoE layer's experts and router, or a dense MLP's."""
+        s = self.spec
+        if layer in s.moe_layers and self._family.moe is not None:
+            part = dict(**mlp_fields(None, False), b_gate=None)
+            part.update(_moe_fields(mlp, self._family.moe, s, layer))
+            return part
+        return dict(
+            **mlp_fields(mlp, s.gated_mlp),
+            # The bridge's gated MLP aliases gate_proj.bias (set when TransformerLens folds
+            # a LayerNorm bias into the gate, e.g. processed StableLM/OLMo).
+            b_gate=mlp.b_gate if mlp is not None and s.gated_mlp else None,
+        )
+
     def _gain(self, w: Any) -> Any:
         """A norm's effective gain: Gemma's norms multiply by ``1 + w`` (``spec.norm_offset``)."""
         # Also once processed: TransformerLens then sets folded norm weights to 0, not 1.
         if w is None or not self.spec.norm_offset:
             return w
         return w.detach() + self.spec.norm_offset
+
+
+# The config's names for layers whose mixer is attention (TransformerLens's cfg.layer_types).
+_ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "attention")
+
+
+def _layer_mixers(model: Any, family: Family, architecture: str) -> tuple[str, ...]:
+    """Per block, ``"attention"`` or the kind of the family's declared non-attention mixer.
+
+    Read from the block's modules (``attn``, or one of ``family.mixers``) and checked against
+    the config's ``layer_types`` where TransformerLens records them.
+
+    Raises:
+        UnsupportedModelError: For a block with no attention and no declared mixer, with both
+            (attention and a state-space mixer side by side), or disagreeing with the config.
+    """
+    declared = dict(family.mixers)
+    kinds = []
+    for layer, block in enumerate(model.blocks):
+        present = [n for n in declared if block._modules.get(n) is not None]
+        has_attn = block._modules.get("attn") is not None
+        if has_attn and present:
+            raise UnsupportedModelError(
+                f"{architecture}: blocks[{layer}] runs attention and {present[0]!r} side by "
+                "side; attention's W_O alone is not what the block writes, so this layout is "
+                "not supported"
+            )
+        if not has_attn and len(present) != 1:
+            mixers = sorted(n for n in block._modules if not n.startswith(("hook_", "ln")))
+            raise UnsupportedModelError(
+                f"{architecture}: blocks[{layer}] has no attention and no token mixer that "
+                f"family {family.name!r} reads (its modules: {mixers}); a recurrent or "
+                "state-space layer this adapter does not know, so the model is not supported"
+            )
+        kinds.append("attention" if has_attn else declared[present[0]])
+    types = getattr(model.cfg, "layer_types", None)
+    if family.mixers and types is not None and len(types) == len(kinds):
+        for layer, (kind, typ) in enumerate(zip(kinds, types, strict=True)):
+            if (kind == "attention") != (typ in _ATTENTION_LAYER_TYPES):
+                raise UnsupportedModelError(
+                    f"{architecture}: blocks[{layer}] has a {kind} mixer but the config's "
+                    f"layer_types[{layer}] is {typ!r}; this layout is not supported"
+                )
+    return tuple(kinds)
 
 
 def _logit_scale(model: Any, family: Family, architecture: str) -> float:

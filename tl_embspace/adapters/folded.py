@@ -234,7 +234,7 @@ class FoldedView(WeightView):
             W_shared_gate, _ = read(f["W_shared_gate"], mlp_ln_w, mlp_ln_b, None)
         if self._fold_value_biases and b_Vg is not None:
             # Attention patterns sum to one, so each head adds b_V @ W_O whatever it attends to.
-            b_V = expand_kv(b_Vg, W_Q.shape[0])
+            b_V = expand_kv(b_Vg, self.spec.n_heads)
             folded = torch.einsum("hd,hdm->m", b_V, W_O)
             b_O = folded if b_O is None else b_O + folded
             b_Vg = torch.zeros_like(b_Vg)
@@ -242,7 +242,8 @@ class FoldedView(WeightView):
             W_O, W_out = _center_write(W_O), _center_write(W_out)
             b_O = None if b_O is None else b_O - b_O.mean()
             b_out = None if b_out is None else b_out - b_out.mean()
-        n_heads = W_Q.shape[0]
+        # A hybrid's layer without attention keeps its refusal (``no_attention``): all None.
+        n_heads = self.spec.n_heads
         return LayerWeights(
             layer=layer,
             W_Q=W_Q,
@@ -277,6 +278,7 @@ class FoldedView(WeightView):
             router_selection_bias=f["router_selection_bias"],
             shared_expert=shared,
             W_shared_gate=W_shared_gate,
+            no_attention=f["no_attention"],
         )
 
     def _fold_expert(

@@ -97,8 +97,16 @@ class PermutedView(WeightView):
         self._kv_orders = [
             _kv_permutation(h, spec.n_heads, spec.n_kv_heads) for h in self.head_orders
         ]
+        # Layer i of this view is the base's layer_order[i]: per-layer facts move with it.
+        moved = [self.layer_order.index(i) for i in range(n)]  # where base layer i went
+        per_layer = dict(
+            mixers=tuple(spec.mixers[j] for j in self.layer_order) if spec.mixers else (),
+            attention_layers=tuple(sorted(moved[j] for j in spec.attention_layers)),
+            mlp_layers=tuple(sorted(moved[j] for j in spec.mlp_layers)),
+            moe_layers=tuple(sorted(moved[j] for j in spec.moe_layers)),
+        )
         super().__init__(
-            replace(spec, model_name=f"permuted({spec.model_name})"),
+            replace(spec, model_name=f"permuted({spec.model_name})", **per_layer),
             f"permuted({base.weights})",
             base.tokenizer,
         )
@@ -174,7 +182,7 @@ class PermutedView(WeightView):
         for name, order in (("q_norm_w", heads), ("k_norm_w", kv)):
             if f[name] is not None and f[name].ndim == 2:
                 f[name] = _take(f[name], order, 0)
-        n_heads = lw.W_Q.shape[0]
+        n_heads = f["W_Q"].shape[0]  # stored, not read: a hybrid's mixer layer refuses W_Q
         f["W_K"], f["W_V"] = (
             expand_kv(f["W_K_grouped"], n_heads),
             expand_kv(f["W_V_grouped"], n_heads),
@@ -233,7 +241,7 @@ class NoisyView(WeightView):
         f: dict[str, Any] = dict(self._base.layer(layer).__dict__)
         for name in self._NOISY:
             w = f[name]
-            if w is not None:
+            if w is not None and w.numel():  # a hybrid's mixer layer: empty placeholders
                 noise = torch.randn(w.shape, generator=gen, dtype=torch.float32)
                 f[name] = w + (self.sigma * w.float().std() * noise).to(w.dtype)
         n_heads = f["W_Q"].shape[0]

@@ -106,7 +106,16 @@ class ModelSpec:
             and once TransformerLens has folded it into ``W_U``). ``view.logits`` applies it;
             a positive factor leaves every ranking unchanged, so projection scores through the
             raw ``W_U`` are scaled, not reordered.
-        attention_layers: Indices of the blocks that have attention.
+        attention_layers: Indices of the blocks that have attention (every block, except in
+            hybrid models: see ``mixers``).
+        mixers: Per block, what mixes information across positions: ``"attention"``, or in a
+            hybrid model the kind of a layer without attention weights (``"mamba"``: a
+            state-space mixer; ``"short_conv"``: a gated short convolution). Read from the
+            model's modules and checked against its config's layer types, never guessed. Such a
+            layer's attention fields are refused (``LayerWeights.no_attention``); the
+            interpreters and the whole-model job skip them and record that they did.
+        mlp_layers: Indices of the blocks with an MLP or a sparse-MoE MLP (every block in the
+            families read here, hybrids included; empty only for attention-only models).
         rotary_dim: Dimensions per head that rotary embedding rotates (None without rotary);
             QK pairs are content-only either way.
         qk_norm: True when queries and keys are normalised (Qwen3, OLMo-2, Gemma-3): the
@@ -165,6 +174,8 @@ class ModelSpec:
     attn_scale: float | None = None
     logit_scale: float = 1.0
     attention_layers: tuple[int, ...] = ()
+    mixers: tuple[str, ...] = ()
+    mlp_layers: tuple[int, ...] = ()
     rotary_dim: int | None = None
     qk_norm: bool = False
     qk_norm_scope: str = "head"
@@ -178,6 +189,15 @@ class ModelSpec:
         Then no norm weight can move into the next sublayer's weights (``folded()`` refuses).
         """
         return self.norm_placement == "post"
+
+    @property
+    def is_hybrid(self) -> bool:
+        """True when some block's token mixer is not attention (see ``mixers``)."""
+        return len(self.attention_layers) < self.n_layers
+
+    def non_attention_layers(self) -> dict[int, str]:
+        """Blocks without attention, with their mixer kind (empty unless ``is_hybrid``)."""
+        return {i: m for i, m in enumerate(self.mixers) if m != "attention"}
 
     @property
     def group_size(self) -> int:

@@ -15,10 +15,36 @@ Every tensor is a detached copy: nothing a caller does to a view can reach the m
 from dataclasses import dataclass
 from typing import Any, overload
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..errors import UnsupportedModelError
+from ..errors import UnsupportedLayerError, UnsupportedModelError
+
+# Everything a LayerWeights derives from attention: reading one on a layer without attention (a
+# hybrid's state-space or convolution layer) raises UnsupportedLayerError (``no_attention``).
+ATTENTION_FIELDS = frozenset(
+    {
+        "W_Q",
+        "W_K",
+        "W_V",
+        "W_O",
+        "W_K_grouped",
+        "W_V_grouped",
+        "b_Q",
+        "b_K_grouped",
+        "b_V_grouped",
+        "b_O",
+        "b_K",
+        "b_V",
+        "W_Q_qk",
+        "W_K_qk",
+        "W_O_written",
+        "q_norm_w",
+        "k_norm_w",
+        "ln1_post_w",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,12 @@ class LayerWeights:
     Biases and norm parameters that the checkpoint lacks are ``None``; ``W_gate`` is ``None``
     for non-gated MLPs; MLP fields are ``None`` for attention-only layers and for sparse-MoE
     layers (whose MLPs are ``experts``).
+
+    A hybrid model's layer whose token mixer is not attention (a Mamba state-space mixer, a
+    gated short convolution) has ``no_attention`` set to the reason, and reading any attention
+    field (``ATTENTION_FIELDS``: ``W_Q`` ... ``b_O``, the derived ``W_Q_qk``/``W_O_written``)
+    raises ``UnsupportedLayerError`` with it; its MLP fields are read as usual (see
+    ``make_mixer_layer``).
     """
 
     layer: int
@@ -84,6 +116,31 @@ class LayerWeights:
     router_selection_bias: Float[Tensor, " n_experts"] | None = None
     shared_expert: MLPWeights | None = None
     W_shared_gate: Float[Tensor, "d_model 1"] | None = None
+    # Why this layer has no attention weights (see the class docstring); None: it has them.
+    no_attention: str | None = None
+
+    def __getattribute__(self, name: str) -> Any:
+        # One check for every attention field and property, so no reader of a hybrid's
+        # state-space layer gets None (or a crash) where a refusal naming the layer is due.
+        if name in ATTENTION_FIELDS:
+            why = object.__getattribute__(self, "no_attention")
+            if why is not None:
+                raise UnsupportedLayerError(why)
+        return object.__getattribute__(self, name)
+
+    def __repr__(self) -> str:
+        # Shapes, not values (and no attention field read, so a hybrid's layer prints too).
+        parts = [
+            f"{k}={tuple(v.shape) if isinstance(v, Tensor) else v!r}"
+            for k, v in self.__dict__.items()
+            if v is not None and not isinstance(v, tuple)
+        ]
+        return f"LayerWeights({', '.join(parts)})"
+
+    @property
+    def has_attention(self) -> bool:
+        """False for a hybrid's layer whose token mixer is not attention (see ``no_attention``)."""
+        return self.no_attention is None
 
     @property
     def is_moe(self) -> bool:
@@ -235,12 +292,52 @@ def make_layer(
     )
 
 
+def make_mixer_layer(
+    layer: int,
+    no_attention: str,
+    *,
+    n_heads: int,
+    n_kv_heads: int,
+    d_model: int,
+    experts: tuple[MLPWeights, ...] | None = None,
+    shared_expert: MLPWeights | None = None,
+    **rest: Any,
+) -> LayerWeights:
+    """A LayerWeights without attention (a hybrid's state-space/convolution layer).
+
+    ``rest`` holds the MLP and norm fields (copied). Reading any attention field raises
+    ``UnsupportedLayerError(no_attention)``; what is stored behind them is an empty placeholder
+    (heads of width 0, so the field types hold) that no attribute read ever returns.
+    """
+    empty = torch.zeros(n_heads, d_model, 0)
+    empty_kv = torch.zeros(n_kv_heads, d_model, 0)
+    return LayerWeights(
+        layer=layer,
+        W_Q=empty,
+        W_K=expand_kv(empty_kv, n_heads),
+        W_V=expand_kv(empty_kv, n_heads),
+        W_O=torch.zeros(n_heads, 0, d_model),
+        W_K_grouped=empty_kv,
+        W_V_grouped=empty_kv.clone(),
+        b_Q=None,
+        b_K_grouped=None,
+        b_V_grouped=None,
+        b_O=None,
+        experts=experts,
+        shared_expert=shared_expert,
+        no_attention=no_attention,
+        **{k: copy_tensor(v) for k, v in rest.items()},
+    )
+
+
 __all__ = [
+    "ATTENTION_FIELDS",
     "GlobalWeights",
     "LayerWeights",
     "MLPWeights",
     "copy_tensor",
     "expand_kv",
     "make_layer",
+    "make_mixer_layer",
     "mlp_fields",
 ]

@@ -63,7 +63,9 @@ def _sub_heads(
     )
 
 
-@register_interpreter("q", produces="vectors", indexed_by="head", side="read", scope="layer")
+@register_interpreter(
+    "q", produces="vectors", indexed_by="head", side="read", scope="layer", requires=("W_Q",)
+)
 def query_subheads(
     source: Source,
     *,
@@ -89,7 +91,14 @@ def query_subheads(
     return _sub_heads(source, basis, layer, heads, k, token_filter, name="q")
 
 
-@register_interpreter("k", produces="vectors", indexed_by="kv_head", side="read", scope="layer")
+@register_interpreter(
+    "k",
+    produces="vectors",
+    indexed_by="kv_head",
+    side="read",
+    scope="layer",
+    requires=("W_K_grouped",),
+)
 def key_subheads(
     source: Source,
     *,
@@ -106,7 +115,14 @@ def key_subheads(
     return _sub_heads(source, basis, layer, heads, k, token_filter, name="k")
 
 
-@register_interpreter("v", produces="vectors", indexed_by="kv_head", side="read", scope="layer")
+@register_interpreter(
+    "v",
+    produces="vectors",
+    indexed_by="kv_head",
+    side="read",
+    scope="layer",
+    requires=("W_V_grouped",),
+)
 def value_subheads(
     source: Source,
     *,
@@ -123,7 +139,9 @@ def value_subheads(
     return _sub_heads(source, basis, layer, heads, k, token_filter, name="v")
 
 
-@register_interpreter("o", produces="vectors", indexed_by="head", side="write", scope="layer")
+@register_interpreter(
+    "o", produces="vectors", indexed_by="head", side="write", scope="layer", requires=("W_O",)
+)
 def output_subheads(
     source: Source,
     *,
@@ -141,7 +159,12 @@ def output_subheads(
 
 
 @register_interpreter(
-    "qk_pairs", produces="pairs", indexed_by="head", side="read×read", scope="head"
+    "qk_pairs",
+    produces="pairs",
+    indexed_by="head",
+    side="read×read",
+    scope="head",
+    requires=("W_Q",),
 )
 def qk_pairs(
     source: Source,
@@ -184,7 +207,12 @@ def qk_pairs(
 
 
 @register_interpreter(
-    "ov_pairs", produces="pairs", indexed_by="head", side="read×write", scope="head"
+    "ov_pairs",
+    produces="pairs",
+    indexed_by="head",
+    side="read×write",
+    scope="head",
+    requires=("W_O",),
 )
 def ov_pairs(
     source: Source,

@@ -28,7 +28,9 @@ def copying_scores(
 
     Args:
         source: A TransformerLens model, a ``WeightView`` or an ``EmbeddingSpace``.
-        layers: The layers to score; None for all.
+        layers: The layers to score; None for every attention layer (all of them, except in a
+            hybrid model, whose state-space/convolution layers have no OV circuit: asking for
+            one raises ``UnsupportedLayerError``).
         n_tokens: How many token ids to sample.
         seed: Seed of the sample.
         chunk: Tokens scored per matrix product (memory bound).
@@ -44,7 +46,10 @@ def copying_scores(
     d_vocab = space.read.matrix.shape[1]
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randperm(d_vocab, generator=gen)[: min(n_tokens, d_vocab)].sort().values
-    layer_ids = select(None if layers is None else list(layers), spec.n_layers, "layers")
+    # Every attention layer by default (a hybrid's mixer layers have no OV circuit); a mixer
+    # layer asked for by name is refused by the view (UnsupportedLayerError).
+    wanted = list(spec.attention_layers) if layers is None else list(layers)
+    layer_ids = select(wanted, spec.n_layers, "layers")
     out = torch.zeros(len(layer_ids), spec.n_heads)
     for li, layer in enumerate(layer_ids):
         lw = view.layer(layer)

@@ -102,7 +102,9 @@ def bias(
     space = as_space(source, **basis)
     layer = check_layer(space, layer)
     lw = space.view.layer(layer)
-    named = [(n, b) for n, b in (("b_O", lw.b_O), ("b_out", lw.b_out)) if b is not None]
+    # A hybrid's mixer layer has no attention, so no b_O (reading it would be refused).
+    b_O = lw.b_O if lw.has_attention else None
+    named = [(n, b) for n, b in (("b_O", b_O), ("b_out", lw.b_out)) if b is not None]
     if not named:
         raise MissingWeightError(
             f"layer {layer} of {space.view.spec.model_name} has no b_O or b_out"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from ..errors import InvalidArgumentError, OptionError
+from ..errors import InvalidArgumentError, OptionError, UnsupportedLayerError
 from ..registry import Registry
 
 Produces = Literal["vectors", "pairs"]
@@ -158,14 +158,21 @@ class InterpreterSpec:
         if self.scope == "model":
             return False
         return all(
-            any(getattr(layer_weights, name) is not None for name in need.split("|"))
-            for need in self.requires
+            any(_has(layer_weights, name) for name in need.split("|")) for need in self.requires
         )
 
     def __call__(self, source: Any, **options: Any) -> Any:
         """Check ``options`` against the signature, then run the function on ``source``."""
         self.check_options(options)
         return self.function(source, **options)
+
+
+def _has(layer_weights: Any, name: str) -> bool:
+    """Whether a layer has field ``name`` (a hybrid's mixer layer refuses attention fields)."""
+    try:
+        return getattr(layer_weights, name) is not None
+    except UnsupportedLayerError:
+        return False
 
 
 class InterpreterRegistry(Registry[InterpreterSpec]):

@@ -157,7 +157,12 @@ def _head_svd(
 
 
 @register_interpreter(
-    "svd_ov", produces="vectors", indexed_by="head", side="per_call", scope="head"
+    "svd_ov",
+    produces="vectors",
+    indexed_by="head",
+    side="per_call",
+    scope="head",
+    requires=("W_O",),
 )
 def svd_ov(
     source: Source,
@@ -203,7 +208,9 @@ def svd_ov(
     )
 
 
-@register_interpreter("svd_qk", produces="vectors", indexed_by="head", side="read", scope="head")
+@register_interpreter(
+    "svd_qk", produces="vectors", indexed_by="head", side="read", scope="head", requires=("W_Q",)
+)
 def svd_qk(
     source: Source,
     *,

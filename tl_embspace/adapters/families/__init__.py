@@ -45,6 +45,18 @@ FEATURES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 PLACEMENTS = ("pre", "post", "sublayer")
+
+# Token mixers of hybrid models that are not attention, and why they have no attention weights.
+MIXER_KINDS: dict[str, str] = {
+    "mamba": (
+        "a Mamba state-space mixer: an input-gated linear recurrence over positions, with no "
+        "queries, keys, values or attention pattern"
+    ),
+    "short_conv": (
+        "a gated short convolution over the last few positions, with no queries, keys, values "
+        "or attention pattern"
+    ),
+}
 QK_NORM_SCOPES = ("head", "projection")
 
 # Settings every family handles: positions only, or read from the config where needed.
@@ -150,6 +162,13 @@ class Family:
             of None means "off" (None, False or 0): MPT's ``attn_config.clip_qkv`` (queries,
             keys and values clamped); GPT-1's ``afn`` must be ``"gelu"`` (which it runs as the
             tanh approximation, the family's ``act_fn``).
+        mlp_width: A function of the Hugging Face config giving the MLP width where it is not
+            ``config.intermediate_size`` as TransformerLens reads it (LFM2 derives it), or None.
+            Every dense MLP's tensors must have the resulting ``spec.d_mlp``.
+        mixers: Hybrid models: ``(bridge submodule, kind)`` pairs naming a block's token mixer
+            that is not attention (Jamba's ``("mixer", "mamba")``); a block has either ``attn``
+            or exactly one of these, and its kind (``MIXER_KINDS``) is recorded per layer in
+            ``spec.mixers``. Empty: every block must have attention.
         notes: What a projection means for this family (README table).
     """
 
@@ -173,6 +192,8 @@ class Family:
     position_offset: int | str = 0
     position_table: str | None = None
     hf_config: tuple[tuple[str, Any], ...] = ()
+    mlp_width: Callable[[Any], int] | None = None
+    mixers: tuple[tuple[str, str], ...] = ()
     notes: str = ""
 
 
@@ -189,6 +210,11 @@ def add(family: Family) -> Family:
             f"family {family.name!r}: norm_placement={family.norm_placement!r} (expected one "
             f"of {PLACEMENTS}), qk_norm_scope={family.qk_norm_scope!r} (expected one of "
             f"{QK_NORM_SCOPES})"
+        )
+    unknown = [kind for _, kind in family.mixers if kind not in MIXER_KINDS]
+    if unknown:
+        raise UnsupportedModelError(
+            f"family {family.name!r}: mixer kinds {unknown} (expected one of {list(MIXER_KINDS)})"
         )
     if family.norm_placement == "sublayer" and not family.post_norms:
         raise UnsupportedModelError(
@@ -270,6 +296,7 @@ from . import (  # noqa: E402, F401, I001
     glm,
     granite,
     gpt2,
+    hybrid,
     llama,
     moe,
     nanochat,
@@ -288,6 +315,7 @@ __all__ = [
     "FAMILIES",
     "FEATURES",
     "Family",
+    "MIXER_KINDS",
     "MoELayout",
     "REFUSED",
     "add",

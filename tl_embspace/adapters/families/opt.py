@@ -13,6 +13,8 @@ OPT = add(
         name="opt",
         architectures=frozenset({"OPTForCausalLM"}),
         position_offset=2,
+        # The MLP width is config.ffn_dim (TransformerLens 4.3 reports 4 d_model as d_mlp).
+        mlp_width=lambda config: config.ffn_dim,
         notes=(
             "LayerNorm, ReLU MLP; learned positions whose table is offset by 2 rows: W_pos[p] "
             "is the row the model adds at position p (spec.position_offset = 2). OPT-350m "

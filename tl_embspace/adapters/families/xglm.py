@@ -13,6 +13,8 @@ from . import Family, add
 XGLM = add(
     Family(
         name="xglm",
+        # The MLP width is config.ffn_dim (TransformerLens 4.3 reports 4 d_model as d_mlp).
+        mlp_width=lambda config: config.ffn_dim,
         architectures=frozenset({"XGLMForCausalLM"}),
         understands=frozenset({"scale_embedding"}),
         embed_scale_sqrt_d_model=True,
