@@ -90,6 +90,8 @@ def test_sections_show_the_comparison_and_alignment_files(folders):
     for row in agreement["rows"]:
         assert f"{row['aligned']:.3f} / {row['baseline']:.3f} ({row['difference']:+.3f}" in text
     assert text.count("aligned") >= 2  # one chart per kind, each with its legend
+    corpus = agreement["provenance"]["corpus"]
+    assert f"path {corpus['path']}" in text and "{" not in text  # a record, shown as text
     comparison = page[page.index("id='sec-comparison'") : page.index("id='sec-alignment'")]
     assert comparison.count("<svg") == len({r["kind"] for r in agreement["rows"]})
     # The alignment: both spaces, one heat-map cell per layer pair, the matches outlined.

@@ -75,9 +75,10 @@ def line_chart(
     return "".join(parts)
 
 
-def similarity_heatmap(sim: np.ndarray, match: Sequence[Any], title: str, cell: int = 10) -> str:
+def similarity_heatmap(sim: np.ndarray, match: Sequence[Any], title: str) -> str:
     """Inline SVG: rows A's layers, columns B's, darker = more similar; matches outlined red."""
     n_a, n_b = sim.shape
+    cell = max(8, min(24, 300 // max(n_a, n_b, 1)))  # about 300 px whatever the depth
     lo, hi = float(sim.min()), float(sim.max())
     span = hi - lo if hi > lo else 1.0
     left, top = 30, 18
@@ -106,6 +107,13 @@ def _facts(pairs: Sequence[tuple[str, Any]]) -> str:
         f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in pairs if v is not None
     )
     return f"<table>{rows}</table>"
+
+
+def _described(value: Any) -> Any:
+    """A record (e.g. the corpus: kind, path, positions, ...) as ``key value, ...`` text."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return value
 
 
 def _num(x: Any, fmt: str = ".3f") -> str:
@@ -173,7 +181,7 @@ def _comparison(atlas: Atlas, attached: Attached) -> str | None:
     panels = list(dict.fromkeys((r["variant"], r["reference"]) for r in rows))
     facts = [
         ("model", prov.get("model")),
-        ("corpus", prov.get("corpus")),
+        ("corpus", _described(prov.get("corpus"))),
         ("positions", prov.get("n_positions")),
         ("neurons / sub-heads per position (n)", prov.get("n")),
         ("tokens per set (k)", prov.get("k")),
