@@ -185,7 +185,8 @@ def test_report_renders_only_through_atlas(atlas_dir, monkeypatch):
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     stdlib = {"html", "json", "os", "re", "collections.abc", "dataclasses", "importlib"}
-    assert imported == stdlib | {"pathlib", "typing", "numpy", "atlas"}
+    # ``attached``: results kept beside the atlas (comparison, alignment), read as JSON.
+    assert imported == stdlib | {"pathlib", "typing", "numpy", "atlas", "attached"}
     assert "np.load" not in inspect.getsource(report_site)
     # What the page shows comes from Atlas.layer: a label changed there shows up in the page.
     real = Atlas.layer

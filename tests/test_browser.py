@@ -19,9 +19,10 @@ import pytest
 
 from tl_embspace.atlas import Atlas, SearchIndex, build_index
 from tl_embspace.job import interpret_model
-from tl_embspace.report import rerender, site
+from tl_embspace.report import Attached, rerender, site
 
 from . import tinymodels as tm
+from .attached_results import make_hostile, write_results
 
 HOSTILE = {4: "<script>alert(1)</script>", 5: "&amp;", 6: "a\u200bb␣"}
 SCREENSHOTS = (
@@ -69,12 +70,15 @@ def atlas_dir(tmp_path_factory):
         copying_tokens=16,
         progress=False,
     )
-    # Hostile display strings in place of three tokens; then the page is rendered again.
+    # Hostile display strings in place of three tokens, and in the comparison, alignment and
+    # hygiene records the first page's sections show; then the page is rendered again.
     vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
     for i, text in HOSTILE.items():
         vocab[i] = text
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    rerender(out)
+    compare_dir, align_dir = write_results(out.parent / "results")
+    make_hostile(compare_dir, align_dir, out, HOSTILE[4])
+    rerender(out, attached=Attached.load(compare=compare_dir, align=align_dir))
     build_index(out)
     return out
 
@@ -108,6 +112,13 @@ PROBE = """
   });
   await wait("");
   out.first = grab();
+  out.sections = [...document.querySelectorAll("#sections > section")].map((s) => ({
+    id: s.id,
+    svgs: s.querySelectorAll("svg").length,
+    text: s.textContent,
+    visible: s.getBoundingClientRect().height > 0,
+  }));
+  out.navSections = [...document.querySelectorAll("nav ul a")].map((a) => a.textContent);
   document.querySelector('nav .layers a[data-layer="1"]').click();
   await wait("#layer=1");
   out.layer = grab();
@@ -177,6 +188,25 @@ def test_navigation_search_and_hostile_tokens_in_chromium(atlas_dir):
     atlas = Atlas.open(atlas_dir)
     # First page: the whole-model sections, no layer view.
     assert result["first"]["sectionsHidden"] is False and result["first"]["h2"] is None
+    # The whole-model sections: hygiene, comparison and alignment drawn, file strings as text.
+    sections = {s["id"]: s for s in result["sections"]}
+    assert list(sections) == [
+        "sec-overview",
+        "sec-copying",
+        "sec-hygiene",
+        "sec-comparison",
+        "sec-alignment",
+    ]
+    assert all(s["visible"] for s in sections.values())
+    assert result["navSections"][-3:] == [
+        "Vocabulary hygiene",
+        "Parameters vs activations",
+        "Alignment with another model",
+    ]
+    assert sections["sec-comparison"]["svgs"] == 2  # a chart per kind (ff_value, o)
+    assert sections["sec-alignment"]["svgs"] == 2  # embedding and raw space
+    for name in ("sec-hygiene", "sec-comparison", "sec-alignment"):
+        assert hostile in sections[name]["text"], name
     # Clicking layer 1 loads its data file and shows its tables, in the atlas's order.
     record = atlas.layer(1)
     layer = result["layer"]

@@ -232,7 +232,7 @@ def test_atlas_rerenders_only_the_html(atlas_dir, capsys, monkeypatch):
     }
 
     @site.section("extra", "An extra section")
-    def extra(atlas):
+    def extra(atlas, attached):
         return "<p>EXTRA-SECTION &lt;ok&gt;</p>"
 
     try:

@@ -25,7 +25,9 @@ def test_there_are_demos_and_they_are_committed_without_outputs():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_demo_runs(path, require_zoo):
     require_zoo("smollm2-135m-instruct")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    # The kernel starts in demos/: PYTHONPATH makes it import this checkout's tl_embspace.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-m", "tests.run_notebook", str(path)],
         cwd=ROOT,

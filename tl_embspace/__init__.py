@@ -12,7 +12,7 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import apps, compare
+from . import apps, compare, plots
 from .adapters import LayerWeights, ModelFacts, ModelSpec, WeightView, adapt
 from .atlas import Atlas, SearchIndex
 from .errors import (
@@ -21,6 +21,7 @@ from .errors import (
     EmbSpaceError,
     FilterError,
     InvalidArgumentError,
+    MissingDependencyError,
     MissingWeightError,
     OptionError,
     OutputFolderError,
@@ -119,6 +120,7 @@ __all__ = [
     "SearchIndex",
     "apps",
     "compare",
+    "plots",
     "EmbSpaceError",
     "UnsupportedLayerError",
     "UnsupportedModelError",
@@ -133,5 +135,6 @@ __all__ = [
     "ZooError",
     "AtlasError",
     "OutputFolderError",
+    "MissingDependencyError",
     "__version__",
 ]

@@ -76,3 +76,7 @@ class OptionError(EmbSpaceError, TypeError):
 
 class SelectionError(EmbSpaceError, IndexError):
     """An index (layer, head, neuron, component, token id) outside the range the model has."""
+
+
+class MissingDependencyError(EmbSpaceError, ImportError):
+    """An optional package a feature needs is not installed (the message names the extra)."""

@@ -173,6 +173,22 @@ class VectorProjection:
                     rows.append({"label": rec["label"], "which": which, "rank": rank, **t})
         return pd.DataFrame(rows)
 
+    def plot(self, i: int = 0, n: int = 10) -> Any:
+        """Bar charts of vector ``i``'s top and bottom ``n`` tokens (needs matplotlib).
+
+        Returns:
+            A matplotlib ``Figure`` (see ``tl_embspace.plots.tokens``).
+        """
+        from .plots import tokens
+
+        return tokens(self, _row(i, len(self)) % len(self), n)
+
+    def plot_spectrum(self) -> Any:
+        """Bar chart of the singular values of an ``svd_*`` result (needs matplotlib)."""
+        from .plots import spectrum
+
+        return spectrum(self)
+
     def _repr_html_(self) -> str:
         head = (
             f"<b>{html.escape(self.interpreter)}</b> · {html.escape(self.side)} side · basis "
@@ -270,6 +286,12 @@ class PairProjection:
         return pd.DataFrame(
             [{"which": w, "rank": r, **p} for w in ("top", "bottom") for r, p in enumerate(d[w])]
         )
+
+    def plot(self, n: int = 10) -> Any:
+        """Bar chart of the ``n`` top pairs, labelled ``i → j`` (needs matplotlib)."""
+        from .plots import pairs
+
+        return pairs(self, n)
 
     def _repr_html_(self) -> str:
         def cells(which: str) -> str:

@@ -105,6 +105,12 @@ class CopyingScores:
     n_tokens: int
     definition: str
 
+    def plot(self) -> Any:
+        """Heat map per (layer, head) and histogram of the scores (needs matplotlib)."""
+        from ..plots import copying
+
+        return copying(self)
+
 
 def _load_json(path: Path) -> Any:
     try:

@@ -12,11 +12,15 @@ Pure function of an atlas, read through ``tl_embspace.atlas.Atlas`` (no model co
 Data files are scripts (``tlAtlas.layer({...})``), not JSON, because browsers refuse ``fetch``
 of local files but load local scripts. The first page stays small whatever the model size.
 
-Sections: a whole-model section is one function ``(atlas) -> HTML string | None`` registered
-with :func:`section` (None leaves it out, e.g. when the atlas holds no such results)::
+Sections: a whole-model section is one function ``(atlas, attached) -> HTML string | None``
+registered with :func:`section` (None leaves it out, e.g. when there are no such results);
+``attached`` (:class:`~tl_embspace.report.attached.Attached`) holds results kept outside the
+atlas (comparison, alignment). The renderers take the list of sections to draw (default
+:data:`SECTIONS`: the overview and copying heads here, hygiene, comparison and alignment in
+``report.sections``)::
 
-    @section("hygiene", "Vocabulary hygiene")
-    def _hygiene(atlas):
+    @section("my_results", "My results")
+    def _mine(atlas, attached):
         return None if no_results else "<table>...</table>"   # escape every string you insert
 """
 
@@ -24,7 +28,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..atlas import Atlas, replace_derived, schema
+from .attached import Attached
 
 #: Tokens per vector shown in the browser (the atlas and the search index keep all ``k``).
 HTML_K = 10
@@ -47,22 +52,25 @@ class Section:
     Attributes:
         id: Anchor id (``#sec-<id>``) and registry key.
         title: Heading, and the navigation entry.
-        render: ``(atlas) -> HTML | None``; None omits the section. Must escape what it inserts.
+        render: ``(atlas, attached) -> HTML | None``; None omits the section. Must escape what
+            it inserts.
     """
 
     id: str
     title: str
-    render: Callable[[Atlas], "str | None"]
+    render: "Renderer"
 
+
+Renderer = Callable[[Atlas, Attached], "str | None"]
 
 #: The sections of the first page, in order. Add one with :func:`section`.
 SECTIONS: list[Section] = []
 
 
-def section(id: str, title: str) -> Callable[[Callable[[Atlas], "str | None"]], Any]:
+def section(id: str, title: str) -> Callable[[Renderer], Renderer]:
     """Decorator: register ``render`` as a section of the first page (replacing one of that id)."""
 
-    def register(render: Callable[[Atlas], "str | None"]) -> Callable[[Atlas], "str | None"]:
+    def register(render: Renderer) -> Renderer:
         SECTIONS[:] = [s for s in SECTIONS if s.id != id]
         SECTIONS.append(Section(id, title, render))
         return render
@@ -96,7 +104,7 @@ def _rounded(a: np.ndarray) -> list[Any]:
 
 
 @section("overview", "Overview")
-def _overview(atlas: Atlas) -> str:
+def _overview(atlas: Atlas, attached: Attached) -> str:
     spec, options = atlas.spec, atlas.options
     facts = {
         "layers": f"{len(atlas.layers)} of {spec.get('n_layers')} "
@@ -129,7 +137,7 @@ def _overview(atlas: Atlas) -> str:
 
 
 @section("copying", "Copying heads")
-def _copying(atlas: Atlas) -> str | None:
+def _copying(atlas: Atlas, attached: Attached) -> str | None:
     cs = atlas.copying_scores
     if cs.scores.size == 0:
         return None
@@ -267,8 +275,17 @@ def _layer_script(layer: int) -> str:
     return re.sub(r"\.json$", ".js", schema.layer_meta_file(layer))
 
 
-def render_index(atlas: Atlas) -> str:
-    """The first page: header, navigation, search box and the registered sections."""
+def render_index(
+    atlas: Atlas, attached: Attached | None = None, sections: "Sequence[Section] | None" = None
+) -> str:
+    """The first page: header, navigation, search box and the sections.
+
+    Args:
+        atlas: The atlas.
+        attached: Results kept outside the atlas that sections show (default: none).
+        sections: The sections, in order (default :data:`SECTIONS`).
+    """
+    attached = attached if attached is not None else Attached()
     prov, spec = atlas.provenance, atlas.spec
     title = f"{prov.get('model_name')} in embedding space"
     facts = [
@@ -282,7 +299,9 @@ def render_index(atlas: Atlas) -> str:
         ("unembedding", (atlas.unembedding_hash or "not recorded")[:23]),
     ]
     header = "".join(f"<span>{esc(k)}: <code>{esc(v)}</code></span>" for k, v in facts)
-    rendered = [(s, s.render(atlas)) for s in SECTIONS]
+    rendered = [
+        (s, s.render(atlas, attached)) for s in (SECTIONS if sections is None else sections)
+    ]
     rendered = [(s, body) for s, body in rendered if body is not None]
     nav_sections = "".join(
         f"<li><a href='#sec-{esc(s.id)}'>{esc(s.title)}</a></li>" for s, _ in rendered
@@ -344,7 +363,13 @@ def _write_assets(atlas: Atlas, folder: Path) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-def write_site(atlas: "Atlas | str | os.PathLike[str]", folder: "Path | None" = None) -> Path:
+def write_site(
+    atlas: "Atlas | str | os.PathLike[str]",
+    folder: "Path | None" = None,
+    *,
+    attached: Attached | None = None,
+    sections: "Sequence[Section] | None" = None,
+) -> Path:
     """Write the HTML atlas (``index.html`` and ``html/``) of ``atlas`` into ``folder``.
 
     The writer's report hook: called on the atlas being written, inside its temporary folder.
@@ -353,6 +378,8 @@ def write_site(atlas: "Atlas | str | os.PathLike[str]", folder: "Path | None" = 
         atlas: An ``Atlas`` or an atlas folder.
         folder: Where to write (default: the atlas folder). ``html/`` must not exist there yet;
             use :func:`rerender` to replace the HTML of an existing atlas.
+        attached: Results kept outside the atlas that sections show (see ``Attached.load``).
+        sections: The sections, in order (default :data:`SECTIONS`).
 
     Returns:
         The path of ``index.html``.
@@ -362,15 +389,26 @@ def write_site(atlas: "Atlas | str | os.PathLike[str]", folder: "Path | None" = 
     folder = Path(folder) if folder is not None else atlas.folder
     _write_assets(atlas, folder / schema.REPORT_ASSETS)
     index = folder / schema.REPORT
-    index.write_text(render_index(atlas), encoding="utf-8")
+    index.write_text(render_index(atlas, attached, sections), encoding="utf-8")
     return index
 
 
-def rerender(atlas: "Atlas | str | os.PathLike[str]") -> Path:
+def rerender(
+    atlas: "Atlas | str | os.PathLike[str]",
+    *,
+    attached: Attached | None = None,
+    sections: "Sequence[Section] | None" = None,
+) -> Path:
     """Re-render the HTML atlas of an existing atlas folder, replacing only its HTML files.
 
     Each of ``html/`` and ``index.html`` is written beside its target and swapped into place, so
-    an interrupted re-render leaves the old page (or a complete new one).
+    an interrupted re-render leaves the old page (or a complete new one). Results attached
+    before are not remembered: pass ``attached`` again to keep their sections.
+
+    Args:
+        atlas: An ``Atlas`` or an atlas folder.
+        attached: Results kept outside the atlas that sections show (see ``Attached.load``).
+        sections: The sections, in order (default :data:`SECTIONS`).
 
     Returns:
         The path of ``index.html``.
@@ -379,7 +417,7 @@ def rerender(atlas: "Atlas | str | os.PathLike[str]") -> Path:
         atlas = Atlas.open(atlas)
     opened = atlas
     replace_derived(opened, schema.REPORT_ASSETS, lambda tmp: _write_assets(opened, tmp))
-    page = render_index(opened)
+    page = render_index(opened, attached, sections)
 
     def write_page(tmp: Path) -> None:
         tmp.write_text(page, encoding="utf-8")
