@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from . import tinymodels as tm
 
@@ -74,8 +75,20 @@ def test_training_saves_two_reloadable_models_with_their_metrics(models):
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["model"]["seed"] == seed
         assert metrics["model"]["val_loss"] > 0 and metrics["unigram_val_loss"] > 0
-        model = demo("seed_models").load_seed_model(folder)
+        load = demo("seed_models").load_seed_model
+        model = load(folder)
         assert model.cfg.n_layers == 2 and model.cfg.d_model == 16
+        # The TransformerLens model computes what the saved Hugging Face model computes.
+        from transformers import LlamaForCausalLM
+
+        tokens = torch.tensor([[5, 9, 12, 30, 7, 7, 41, 2]])
+        with torch.no_grad():
+            expected = LlamaForCausalLM.from_pretrained(folder).eval()(tokens).logits
+            torch.testing.assert_close(model(tokens), expected, atol=1e-4, rtol=1e-4)
+            if tm.has_hooked():
+                torch.testing.assert_close(
+                    load(folder, "hooked")(tokens), expected, atol=1e-4, rtol=1e-4
+                )
     a = (models / "tiny-seed0" / "model.safetensors").read_bytes()
     assert a != (models / "tiny-seed1" / "model.safetensors").read_bytes()  # the seed differs
 
