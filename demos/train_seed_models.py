@@ -48,26 +48,51 @@ def blocks(tokenizer, path: Path, seq_len: int, max_tokens: int | None) -> torch
     return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
-def unigram_loss(train: torch.Tensor, val: torch.Tensor, vocab: int) -> float:
-    """Cross-entropy (nats) on ``val`` of the train set's add-one smoothed unigram frequencies."""
+def unigram_loss(
+    train: torch.Tensor, val: torch.Tensor, vocab: int, active: torch.Tensor | None = None
+) -> float:
+    """Cross-entropy (nats) on ``val`` of the train set's add-one smoothed unigram frequencies.
+
+    With ``active``, over those tokens only (targets outside them are skipped).
+    """
     counts = torch.bincount(train.reshape(-1), minlength=vocab).double() + 1.0
+    targets = val.reshape(-1)
+    if active is not None:
+        counts = counts[active]
+        targets = _positions(active, vocab)[targets]
+        targets = targets[targets >= 0]
     logp = (counts / counts.sum()).log()
-    return float(-logp[val.reshape(-1)].mean())
+    return float(-logp[targets].mean())
+
+
+def _positions(active: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Each token's index among ``active`` (-1 for tokens outside it)."""
+    position = torch.full((vocab,), -1, dtype=torch.long)
+    position[active] = torch.arange(len(active))
+    return position
 
 
 @torch.no_grad()
-def evaluate(model, val: torch.Tensor, batch: int) -> float:
-    """Mean next-token cross-entropy (nats) over the validation blocks."""
+def evaluate(model, val: torch.Tensor, batch: int, active: torch.Tensor | None = None) -> float:
+    """Mean next-token cross-entropy (nats) over the validation blocks.
+
+    With ``active``, the softmax runs over those tokens (the training vocabulary, as in
+    training) and targets outside them are skipped; without, over the whole vocabulary.
+    """
     model.eval()
     total, count = 0.0, 0
+    vocab = model.config.vocab_size
+    position = None if active is None else _positions(active, vocab)
     for start in range(0, len(val), batch):
         x = val[start : start + batch]
-        logits = model(input_ids=x).logits[:, :-1]
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"
-        )
-        total += float(loss)
-        count += x[:, 1:].numel()
+        logits = model(input_ids=x).logits[:, :-1].reshape(-1, vocab)
+        targets = x[:, 1:].reshape(-1)
+        if position is not None:
+            logits, targets = logits[:, active], position[targets]
+            keep = targets >= 0
+            logits, targets = logits[keep], targets[keep]
+        total += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
+        count += targets.numel()
     model.train()
     return total / count
 
@@ -140,6 +165,7 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
             )
     train_s = time.perf_counter() - start
     val_loss = evaluate(model, val, args.batch)
+    val_loss_active = evaluate(model, val, args.batch, active)
     folder = args.out / f"{args.name}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -149,6 +175,8 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
         "folder": str(folder),
         "val_loss": val_loss,
         "val_perplexity": math.exp(val_loss),
+        "val_loss_training_vocab": val_loss_active,
+        "val_perplexity_training_vocab": math.exp(val_loss_active),
         "train_seconds": round(train_s, 1),
         "active_vocab": len(active),
         "tokens_seen": args.steps * args.batch * args.seq_len,
@@ -180,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train-tokens", type=int, help="cap on training tokens (default: all)")
     p.add_argument("--max-val-tokens", type=int, default=16384)
     p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
+    p.add_argument(
+        "--evaluate-only", action="store_true", help="re-evaluate saved models, do not train"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out = args.out or models_dir()
@@ -187,19 +218,50 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     train = blocks(tokenizer, wikitext / "test.txt", args.seq_len, args.max_train_tokens)
     val = blocks(tokenizer, wikitext / "valid.txt", args.seq_len, args.max_val_tokens)
+    active = torch.unique(train)
     baseline = unigram_loss(train, val, len(tokenizer))
+    baseline_active = unigram_loss(train, val, len(tokenizer), active)
+    outside = float((_positions(active, len(tokenizer))[val[:, 1:]] < 0).double().mean())
     print(
         f"train {train.numel():,} tokens, validation {val.numel():,}; unigram baseline "
-        f"loss {baseline:.3f} (perplexity {math.exp(baseline):.1f})",
+        f"loss {baseline:.3f} (perplexity {math.exp(baseline):.1f}); over the training "
+        f"vocabulary ({len(active):,} tokens; {outside:.1%} of validation targets outside it) "
+        f"{baseline_active:.3f} ({math.exp(baseline_active):.1f})",
         flush=True,
     )
-    results = [train_one(args, tokenizer, train, val, seed) for seed in args.seeds]
+    if args.evaluate_only:
+        from transformers import LlamaForCausalLM
+
+        results = []
+        for seed in args.seeds:
+            folder = args.out / f"{args.name}-seed{seed}"
+            old = json.loads((folder / "metrics.json").read_text())["model"]
+            model = LlamaForCausalLM.from_pretrained(folder, local_files_only=True)
+            loss, loss_active = (
+                evaluate(model, val, args.batch),
+                evaluate(model, val, args.batch, active),
+            )
+            results.append(
+                {
+                    **old,
+                    "val_loss": loss,
+                    "val_perplexity": math.exp(loss),
+                    "val_loss_training_vocab": loss_active,
+                    "val_perplexity_training_vocab": math.exp(loss_active),
+                }
+            )
+    else:
+        results = [train_one(args, tokenizer, train, val, seed) for seed in args.seeds]
     summary = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "train_tokens": train.numel(),
         "val_tokens": val.numel(),
         "unigram_val_loss": baseline,
         "unigram_val_perplexity": math.exp(baseline),
+        "training_vocab": len(active),
+        "val_targets_outside_training_vocab": outside,
+        "unigram_val_loss_training_vocab": baseline_active,
+        "unigram_val_perplexity_training_vocab": math.exp(baseline_active),
         "models": results,
     }
     for r in results:
@@ -207,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"seed {r['seed']}: validation loss {r['val_loss']:.3f} (perplexity "
             f"{r['val_perplexity']:.1f}) vs unigram {baseline:.3f} "
-            f"({math.exp(baseline):.1f}); trained {r['train_seconds']} s -> {r['folder']}"
+            f"({math.exp(baseline):.1f}); over the training vocabulary "
+            f"{r['val_loss_training_vocab']:.3f} ({r['val_perplexity_training_vocab']:.1f}) vs "
+            f"unigram {baseline_active:.3f} ({math.exp(baseline_active):.1f}); trained "
+            f"{r['train_seconds']} s -> {r['folder']}"
         )
     return 0
 
