@@ -14,7 +14,8 @@ The tied embedding keeps the 49k-token vocabulary to one ``[49152, d_model]`` ma
 training set's smoothed token frequencies), so a reader can tell it learned something.
 ``seed_models.load_seed_model(folder)`` reloads it as a TransformerLens model.
 
-Usage (from the repository root; ~10 minutes per model on a 2-core CPU)::
+Usage (from the repository root; measured 56 minutes per model, both at once, on a 2-core CPU
+shared with other jobs at load average ≈ 20)::
 
     python demos/train_seed_models.py                      # seeds 0 and 1, the README's numbers
     python demos/train_seed_models.py --data ../shared/data --seeds 0 1 --steps 400
