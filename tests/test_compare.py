@@ -575,9 +575,7 @@ def _dense_circuits(model, tokens, scored, threshold, seed):
                             # A key holding the top key's token ties (the same pair).
                             t_top = int(toks[b, top])
                             others = [int(toks[b, j]) for j in keys if j != top]
-                            auc = sum(
-                                0.5 if t == t_top else float(s[t_top] > s[t]) for t in others
-                            )
+                            auc = sum(0.5 if t == t_top else float(s[t_top] > s[t]) for t in others)
                             figs["qk"][which].append(auc / len(others))
                         if float(pattern[b, h, i, top]) >= threshold:
                             o = z[b, i, h] @ lw.W_O[h]
