@@ -271,9 +271,16 @@ def _batch_figures(
     b, n_heads, n_q, _ = pattern.shape
     out = torch.full((b, n_q, n_heads, 4), float("nan"), dtype=torch.float64)
     pattern = pattern.float()
-    allowed_h = allowed[:, None]  # [b, 1, q, k]
-    n_keys = allowed.sum(-1)[:, None].expand(b, n_heads, n_q)  # [b, H, q]
-    top = pattern.masked_fill(~allowed_h, -1.0).argmax(-1)  # [b, H, q]
+
+    def most_attended(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        keys_h = keys[:, None]  # [b, 1, q, k]
+        n_keys = keys.sum(-1)[:, None].expand(b, n_heads, n_q)  # [b, H, q]
+        return keys_h, n_keys, pattern.masked_fill(~keys_h, -1.0).argmax(-1)  # top: [b, H, q]
+
+    # QK leaves the query's own position out: its pair is always (t, t) (also with shuffled
+    # tokens), and attending to it is largely positional.
+    own = torch.eye(n_q, dtype=torch.bool)
+    allowed_h, n_keys, top = most_attended(allowed & ~own)
     for slot, tok in ((_QK_ALIGNED, local[0]), (_QK_BASELINE, local[1])):
         qv = tables.q[:, tok]  # [H, b, seq, d_head]
         kv = tables.k[:, tok]
@@ -287,15 +294,17 @@ def _batch_figures(
     z = z_from(view, layer, attn_in, pattern)  # [b, q, H, d_head]
     head_out = torch.einsum("bqhd,hdm->bqhm", z, view.layer(layer).W_O.float())
     dla = _final_norm_linear(view, head_out, final_resid).transpose(1, 2).double()  # [b,H,q,m]
+    _, n_keys, top = most_attended(allowed)  # OV: the own position is a key like the others
     top_weight = pattern.gather(-1, top[..., None])[..., 0]
     event = (n_keys >= 1) & (top_weight >= threshold)  # [b, H, q]
     heads = torch.arange(n_heads)[None, :, None]
-    dla_var = torch.einsum("bhqm,mn,bhqn->bhq", dla, grams["uu"], dla)
+    dla_var = ((dla @ grams["uu"]) * dla).sum(-1)  # [b, H, q]
+    dla_uw = dla @ grams["uw"]  # [b, H, q, d_model], shared by both token readings
     for slot, tok in ((_OV_ALIGNED, local[0]), (_OV_BASELINE, local[1])):
         key_tok = tok[:, None, :].expand(b, n_heads, -1).gather(-1, top)  # [b, H, q]
         w = tables.ov[heads, key_tok].double()  # [b, H, q, d_model]
-        cov = torch.einsum("bhqm,mn,bhqn->bhq", dla, grams["uw"], w)
-        w_var = torch.einsum("bhqm,mn,bhqn->bhq", w, grams["ww"], w)
+        cov = (dla_uw * w).sum(-1)
+        w_var = ((w @ grams["ww"]) * w).sum(-1)
         r = cov / (dla_var * w_var).clamp(min=1e-300).sqrt()
         out[..., slot] = r.masked_fill(~event, float("nan")).transpose(1, 2)
     return out
@@ -494,7 +503,8 @@ def circuit_agreement(
         "ov_reading": "e_t^T W_V W_O B_w (B_w = write basis)",
         "ov_measured": "head output z_h W_O[h] through the final norm's linear part with the "
         "position's own statistics, then W_U (no b_U)",
-        "keys": "scored positions j <= i (decoder) except the window's first",
+        "keys": "scored positions j <= i (decoder) except the window's first; QK also "
+        "leaves out j = i",
         "threshold": threshold,
         "baseline": "each scored position's token replaced by the token of a random other "
         "scored position; attention and head outputs unchanged",
