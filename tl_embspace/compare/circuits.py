@@ -6,14 +6,17 @@ Two per-head checks over a corpus, each against a shuffled-token baseline (seede
   ``s(q, k) = e_qᵀ W_Q W_Kᵀ e_k``, with ``e_t`` the read basis's column for token ``t`` (the
   library's ``qk_pairs``). At each scored query position ``i`` the keys are the scored positions
   ``j`` it can see (``j ≤ i`` for a decoder) except the window's first position (BOS, or the
-  attention sink of a model without one); the statistic is a within-row AUC: the fraction of the
-  row's other keys whose weight score is below that of the key the head *actually* attends to
-  most (ties ½). 0.5 is chance; 1 means the weights' ranking always puts the attended key first.
+  attention sink of a model without one) and its own (that pair is always ``(t, t)``, shuffled
+  or not, and attending to it is largely positional); the statistic is a within-row AUC: the
+  fraction of the row's other keys whose weight score is below that of the key the head
+  *actually* attends to most (ties ½). 0.5 is chance; 1 means the weights' ranking always
+  puts the attended key first.
   Rows are compared within themselves because the softmax normalises per query (a term that
   depends on the query token only moves every key of a row alike).
 * **OV vs the head's direct logit effect.** At the query positions where the head's most
-  attended key (as above) gets at least ``threshold`` of its attention, the measured effect is
-  the head's direct logit attribution: its output ``z_h W_O[h]`` through the final norm with
+  attended key (as above, the own position included) gets at least ``threshold`` of its
+  attention, the measured effect is the head's direct logit attribution: its output
+  ``z_h W_O[h]`` through the final norm with
   *that position's* scale (the norm's linear part, frozen at the final residual's statistics),
   then ``W_U``. The weight reading is the OV row of the attended key's token ``t``:
   ``e_tᵀ W_V W_O B_w`` (the library's ``ov_pairs``). Statistic: the Pearson correlation of the
@@ -269,8 +272,12 @@ def _batch_figures(
         threshold: The attention the top key needs for an OV event.
     """
     b, n_heads, n_q, _ = pattern.shape
-    out = torch.full((b, n_q, n_heads, 4), float("nan"), dtype=torch.float64)
+    dev = pattern.device  # the model's: bring the (CPU) tables and masks to it
+    out = torch.full((b, n_q, n_heads, 4), float("nan"), dtype=torch.float64, device=dev)
     pattern = pattern.float()
+    allowed = allowed.to(dev)
+    local = (local[0].to(dev), local[1].to(dev))
+    q_table, k_table = tables.q.to(dev), tables.k.to(dev)
 
     def most_attended(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         keys_h = keys[:, None]  # [b, 1, q, k]
@@ -279,11 +286,11 @@ def _batch_figures(
 
     # QK leaves the query's own position out: its pair is always (t, t) (also with shuffled
     # tokens), and attending to it is largely positional.
-    own = torch.eye(n_q, dtype=torch.bool)
+    own = torch.eye(n_q, dtype=torch.bool, device=dev)
     allowed_h, n_keys, top = most_attended(allowed & ~own)
     for slot, tok in ((_QK_ALIGNED, local[0]), (_QK_BASELINE, local[1])):
-        qv = tables.q[:, tok]  # [H, b, seq, d_head]
-        kv = tables.k[:, tok]
+        qv = q_table[:, tok]  # [H, b, seq, d_head]
+        kv = k_table[:, tok]
         scores = torch.einsum("hbqd,hbkd->bhqk", qv, kv)
         key_tokens = tok[:, None, :].expand(b, n_heads, -1)  # [b, H, k]
         auc = _row_auc(scores, key_tokens, top, allowed_h, n_keys)
@@ -297,12 +304,14 @@ def _batch_figures(
     _, n_keys, top = most_attended(allowed)  # OV: the own position is a key like the others
     top_weight = pattern.gather(-1, top[..., None])[..., 0]
     event = (n_keys >= 1) & (top_weight >= threshold)  # [b, H, q]
-    heads = torch.arange(n_heads)[None, :, None]
+    heads = torch.arange(n_heads, device=dev)[None, :, None]
+    ov_table = tables.ov.to(dev)
+    grams = {name: g.to(dev) for name, g in grams.items()}
     dla_var = ((dla @ grams["uu"]) * dla).sum(-1)  # [b, H, q]
     dla_uw = dla @ grams["uw"]  # [b, H, q, d_model], shared by both token readings
     for slot, tok in ((_OV_ALIGNED, local[0]), (_OV_BASELINE, local[1])):
         key_tok = tok[:, None, :].expand(b, n_heads, -1).gather(-1, top)  # [b, H, q]
-        w = tables.ov[heads, key_tok].double()  # [b, H, q, d_model]
+        w = ov_table[heads, key_tok].double()  # [b, H, q, d_model]
         cov = (dla_uw * w).sum(-1)
         w_var = ((w @ grams["ww"]) * w).sum(-1)
         r = cov / (dla_var * w_var).clamp(min=1e-300).sqrt()
