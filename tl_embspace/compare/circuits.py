@@ -180,8 +180,15 @@ class CircuitResult:
 
 def _gram(a: Tensor, b: Tensor) -> Tensor:
     """``(a C)(b C)ᵀ`` for ``[d_model, d_vocab]`` matrices, ``C`` centring over the vocabulary."""
-    a, b = a.double(), b.double()
-    return a @ b.T - a.sum(1, keepdim=True) @ b.sum(1, keepdim=True).T / a.shape[1]
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
+    sum_a = torch.zeros(a.shape[0], 1, dtype=torch.float64)
+    sum_b = torch.zeros(b.shape[0], 1, dtype=torch.float64)
+    for start in range(0, a.shape[1], 4096):  # float64 blocks, not a float64 copy of W_U
+        a_blk, b_blk = a[:, start : start + 4096].double(), b[:, start : start + 4096].double()
+        out += a_blk @ b_blk.T
+        sum_a += a_blk.sum(1, keepdim=True)
+        sum_b += b_blk.sum(1, keepdim=True)
+    return out - sum_a @ sum_b.T / a.shape[1]
 
 
 def _final_norm_linear(view: WeightView, out: Tensor, final_resid: Tensor) -> Tensor:
@@ -438,7 +445,7 @@ def circuit_agreement(
     tables = {lay: _tables(space, lay, unique, "ov" in measures) for lay in layer_list}
     grams: dict[str, Tensor] = {}
     if "ov" in measures:
-        W_U, B_w = view.W_U.float(), space.write.matrix.float()
+        W_U, B_w = view.W_U, space.write.matrix
         grams = {"uu": _gram(W_U, W_U), "uw": _gram(W_U, B_w), "ww": _gram(B_w, B_w)}
 
     # Keys: scored positions other than the window's first (BOS, or the sink of a model without
