@@ -68,3 +68,37 @@ def test_compare_refuses_to_replace_its_files_without_overwrite(tiny, corpus, tm
 def test_compare_refuses_an_unreadable_corpus(tiny, tmp_path, capsys):
     assert cli.main(_argv(tmp_path, tmp_path / "absent.txt")) == 2
     assert "cannot read the corpus" in capsys.readouterr().err
+
+
+def test_compare_circuits_add_their_figures_to_the_json_report_and_plot(tiny, corpus, tmp_path):
+    pytest.importorskip("matplotlib")
+    argv = _argv(tmp_path, corpus, "--layers", "0", "--variants", "raw", "--kinds", "ff_value")
+    assert cli.main([*argv, "--circuits", "--threshold", "0.3"]) == 0
+    out = tmp_path / "out"
+    data = json.loads((out / "agreement.json").read_text())
+    assert {r["kind"] for r in data["rows"]} == {"ff_value"}
+    circuits = data["circuits"]
+    assert circuits["provenance"]["threshold"] == 0.3
+    assert circuits["provenance"]["read_basis"] == "W_U" and circuits["provenance"]["layers"] == [0]
+    assert {(r["measure"], r["layer"]) for r in circuits["rows"]} <= {("qk", 0), ("ov", 0)}
+    assert {s["measure"] for s in circuits["layers"]} == {"qk", "ov"}
+    assert "## Circuits: QK vs attention" in (out / "agreement.md").read_text()
+    png = (out / "agreement.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    import matplotlib.image
+
+    assert matplotlib.image.imread(str(out / "agreement.png")).ndim == 3
+
+
+def test_compare_circuits_alone_and_without_matplotlib(tiny, corpus, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    argv = _argv(tmp_path, corpus, "--layers", "1", "--circuits", "--no-agreement")
+    assert cli.main([*argv, "--circuit-measures", "qk"]) == 0
+    out = tmp_path / "out"
+    data = json.loads((out / "agreement.json").read_text())
+    assert set(data) == {"circuits"} and data["circuits"]["provenance"]["measures"] == ["qk"]
+    assert not (out / "agreement.png").exists()
+    assert "no plot: matplotlib not installed" in capsys.readouterr().out
+    assert cli.main(_argv(tmp_path, corpus, "--no-agreement", "--overwrite")) == 2

@@ -601,3 +601,159 @@ def test_related_jaccard_equals_a_dense_reference():
         ) / len(pick)
         assert r.related == pytest.approx(related, abs=1e-6)
         assert r.shuffled == pytest.approx(shuffled, abs=1e-6)
+
+
+# -- circuits: QK vs attention, OV vs direct logit effect ---------------------------------------
+def _dense_circuits(model, tokens, scored, threshold, seed):
+    """Both circuit checks written out densely: full caches, vocab x vocab scores, loops."""
+    view = adapt(model)
+    cache = model.run_with_cache(tokens)[1]
+    last = view.spec.n_layers - 1
+    E, W_U = view.W_E.float(), view.W_U.float()
+    shuffled = tokens.clone()
+    shuffled[scored] = tokens[scored][partner_positions(int(scored.sum()), seed)]
+    final = cache[f"blocks.{last}.hook_resid_post"].float()
+    w_final = view.globals.ln_final_w
+    out = {}
+    for layer in range(view.spec.n_layers):
+        lw = view.layer(layer)
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"].float()
+        z = cache[f"blocks.{layer}.attn.hook_z"].float()
+        for h in range(view.spec.n_heads):
+            qk = E @ lw.W_Q_qk[h] @ lw.W_K_qk[h].T @ E.T  # [d_vocab, d_vocab]
+            ov = E @ lw.W_V[h] @ lw.W_O[h] @ W_U
+            figs = {m: ([], []) for m in ("qk", "ov")}
+            for b in range(tokens.shape[0]):
+                for i in range(tokens.shape[1]):
+                    keys = [j for j in range(1, i + 1) if scored[b, j]]
+                    if not scored[b, i] or not keys:
+                        continue
+                    qk_keys = [j for j in keys if j != i]  # QK leaves the own position out
+                    top = max(keys, key=lambda j: (float(pattern[b, h, i, j]), -j))
+                    for toks, which in ((tokens, 0), (shuffled, 1)):
+                        s = qk[toks[b, i]]
+                        if len(qk_keys) >= 2:
+                            qk_top = max(qk_keys, key=lambda j: (float(pattern[b, h, i, j]), -j))
+                            # A key holding the top key's token ties (the same pair).
+                            t_top = int(toks[b, qk_top])
+                            others = [int(toks[b, j]) for j in qk_keys if j != qk_top]
+                            auc = sum(0.5 if t == t_top else float(s[t_top] > s[t]) for t in others)
+                            figs["qk"][which].append(auc / len(others))
+                        if float(pattern[b, h, i, top]) >= threshold:
+                            o = z[b, i, h] @ lw.W_O[h]
+                            hf = final[b, i]
+                            if view.spec.norm_type == "LN":
+                                o, hf = o - o.mean(), hf - hf.mean()
+                            dla = o / (hf.pow(2).mean() + view.spec.eps).sqrt()
+                            dla = (dla if w_final is None else dla * w_final) @ W_U
+                            r = torch.corrcoef(torch.stack([dla, ov[toks[b, top]]]))[0, 1]
+                            figs["ov"][which].append(float(r))
+            for m, (aligned, base) in figs.items():
+                if len(aligned) >= 2:
+                    out[(layer, h, m)] = (torch.tensor(aligned), torch.tensor(base))
+    return out
+
+
+def test_circuit_agreement_equals_the_dense_computation(decoder):
+    from tl_embspace.compare.circuits import circuit_agreement
+
+    tokens = _tokens(12, (3, 10))
+    res = circuit_agreement(
+        decoder, tokens, positions=28, threshold=0.3, batch_size=2, seed=5, n_boot=100,
+        progress=False,
+    )  # fmt: skip
+    scored = C.windows(decoder, tokens, positions=28).scored
+    dense = _dense_circuits(decoder, tokens, scored, threshold=0.3, seed=5)
+    assert set(res.scores) == set(dense) and any(k[2] == "ov" for k in dense)
+    for key, (aligned, base) in dense.items():
+        got_aligned, got_base = res.scores[key]
+        torch.testing.assert_close(got_aligned, aligned.float(), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got_base, base.float(), atol=1e-4, rtol=1e-4)
+        row = res.row(*key)
+        assert row.n == len(aligned) and row.ci_low <= row.difference <= row.ci_high
+    assert C.active_hook_count(decoder) == 0
+    d = res.to_dict()
+    assert d["provenance"]["read_basis"] == "W_E^T" and d["provenance"]["write_basis"] == "W_U"
+    assert {s["measure"] for s in d["layers"]} == {"qk", "ov"}
+    assert "| layer | QK" in res.table()
+
+
+def _same_token_head(random_circuits: bool):
+    """A one-head GPT-2 whose head attends to the positions holding the query's own token.
+
+    No position embeddings and unit norm gains; ``W_Q = 4 I``, ``W_K = I`` score a pair by the
+    dot product of the two tokens' normalised embeddings, so the head attends to itself (and to
+    earlier copies of its token) by construction; ``W_V = W_O = I`` copy the token's embedding.
+    ``random_circuits`` replaces all four with random matrices (attention no longer follows
+    the tokens, and the readings belong to another model).
+    """
+    import tempfile
+
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=tm.D_VOCAB, n_embd=32, n_layer=1, n_head=1, n_positions=64)
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():
+        model.transformer.wte.weight.copy_(torch.randn(tm.D_VOCAB, 32))
+        model.transformer.wpe.weight.zero_()
+        attn = model.transformer.h[0].attn
+        eye = torch.eye(32)
+        if random_circuits:
+            attn.c_attn.weight.copy_(torch.randn(32, 96) / 32**0.5)
+            attn.c_proj.weight.copy_(torch.randn(32, 32) / 32**0.5)
+        else:
+            attn.c_attn.weight.copy_(torch.cat([4 * eye, eye, eye], dim=1))
+            attn.c_proj.weight.copy_(eye)
+        attn.c_attn.bias.zero_()
+        attn.c_proj.bias.zero_()
+        model.transformer.h[0].mlp.c_proj.weight.zero_()
+        model.transformer.h[0].mlp.c_proj.bias.zero_()
+    d = tempfile.mkdtemp(prefix="same-token-", dir=tm._ROOT.name)
+    model.eval().save_pretrained(d)
+    tm.tokenizer().save_pretrained(d)
+    return TransformerBridge.boot_transformers(d, tokenizer=tm.tokenizer())
+
+
+def test_a_head_built_to_attend_by_token_beats_the_shuffled_baseline():
+    from tl_embspace import EmbeddingSpace
+    from tl_embspace.compare.circuits import circuit_agreement
+
+    model = _same_token_head(random_circuits=False)
+    # Eight distinct tokens: most rows hold earlier copies of their query's token.
+    tokens = torch.randint(4, 12, (8, 12), generator=torch.Generator().manual_seed(13))
+    common = dict(positions=96, seed=2, n_boot=200, progress=False)
+    res = circuit_agreement(model, tokens, **common)
+    qk, ov = res.row(0, 0, "qk"), res.row(0, 0, "ov")
+    assert qk.aligned > 0.95 and abs(qk.baseline - 0.5) < 0.15 and qk.ci_low > 0.3, qk
+    assert ov.aligned > 0.9 and ov.baseline < 0.3 and ov.ci_low > 0.5, ov
+    # The same run read with another model's (random) circuits: no longer above the baseline
+    # (with eight tokens, chance can also put it below).
+    wrong = EmbeddingSpace(_same_token_head(random_circuits=True))
+    res_wrong = circuit_agreement(model, tokens, space=wrong, **common)
+    for right in (qk, ov):
+        row = res_wrong.row(0, 0, right.measure)
+        assert row.difference < 0.1 and row.aligned < right.aligned - 0.3, row
+
+
+def test_circuit_agreement_refuses_what_it_cannot_measure():
+    from tl_embspace.compare.circuits import circuit_agreement
+
+    encoder = tm.load("bert-encoder", "bridge")
+    tokens = _tokens(14, (3, 10))
+    with pytest.raises(EmbSpaceError, match="measures=\\('qk',\\)"):
+        circuit_agreement(encoder, tokens, positions=20, progress=False)
+    res = circuit_agreement(encoder, tokens, positions=20, measures=("qk",), progress=False)
+    assert {r.measure for r in res.rows} == {"qk"}
+    model = tm.load("llama-gqa-untied", "bridge")
+    for bad in [dict(measures=("qk", "nope")), dict(threshold=0.0), dict(threshold=1.5)]:
+        with pytest.raises(InvalidArgumentError):
+            circuit_agreement(model, tokens, positions=20, progress=False, **bad)
+    with pytest.raises(EmbSpaceError, match="linear basis"):
+        from tl_embspace import EmbeddingSpace
+
+        circuit_agreement(
+            model, tokens, positions=20, progress=False,
+            space=EmbeddingSpace(model, write="readout"),
+        )  # fmt: skip
