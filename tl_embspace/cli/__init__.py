@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import EmbSpaceError
-from . import align, atlas, compare, run, search, show, zoo
+from . import align, atlas, compare, merge, run, search, show, zoo
 
-SUBCOMMANDS = (run, show, search, atlas, compare, align, zoo)
+SUBCOMMANDS = (run, merge, show, search, atlas, compare, align, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:

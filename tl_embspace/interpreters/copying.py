@@ -44,6 +44,8 @@ def copying_scores(
     d_vocab = space.read.matrix.shape[1]
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randperm(d_vocab, generator=gen)[: min(n_tokens, d_vocab)].sort().values
+    # Drawn on the CPU (the same ids on every device), then used where the weights are.
+    tokens = tokens.to(space.read.matrix.device)
     layer_ids = select(None if layers is None else list(layers), spec.n_layers, "layers")
     out = torch.zeros(len(layer_ids), spec.n_heads)
     for li, layer in enumerate(layer_ids):
