@@ -207,7 +207,8 @@ class AtlasWriter:
         meta: dict[str, Any] = {"layer": layer, "vectors": {}, "pairs": []}
         for name, r in vectors.items():
             for field, dtype in schema.VECTOR_ARRAYS.items():
-                arrays[schema.array_name(name, field)] = getattr(r, field).numpy().astype(dtype)
+                values = getattr(r, field).cpu()  # results may live on a GPU
+                arrays[schema.array_name(name, field)] = values.numpy().astype(dtype)
             for key, col in r.extras.items():
                 arrays[schema.extra_name(name, key)] = np.asarray(col)
             meta["vectors"][name] = {
