@@ -65,7 +65,9 @@ _MASKS_PER_BASIS = 2
 def basis_columns(basis: Basis, mask: Tensor | None, chunk_size: int) -> VocabColumns:
     """The columns of ``basis`` allowed by ``mask``, ready for ``topk_columns`` (cached)."""
     versions = (basis.matrix._version, None if basis.bias is None else basis.bias._version)
-    entries = _COLUMNS.setdefault(basis, [])
+    entries: list[tuple[Tensor | None, tuple, VocabColumns]] | None = _COLUMNS.get(basis)
+    if entries is None:
+        entries = _COLUMNS[basis] = []
     for seen_mask, seen_versions, columns in entries:
         same_mask = (seen_mask is None and mask is None) or (
             seen_mask is not None and mask is not None and torch.equal(seen_mask, mask)
