@@ -316,6 +316,11 @@ def merge_atlases(
     writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
     atlases = [Atlas.open(folder) for folder in shards]
     first = atlases[0]
+    if first.unembedding_hash is None:
+        raise InvalidArgumentError(
+            f"{first.folder} is an atlas of the older format {first.format!r}; re-run the shards "
+            "with this version to merge them"
+        )
 
     def shared(atlas: Atlas) -> dict[str, Any]:
         options = {key: v for key, v in atlas.options.items() if key != "layers"}
@@ -371,7 +376,7 @@ def merge_atlases(
                 "total": round(sum(a.timings["total"] for a in atlases), 2),
                 "merged_from": len(atlases),
             },
-            unembedding_hash=first.unembedding_hash or "",
+            unembedding_hash=first.unembedding_hash,
             report=write_site,
             search_index=search_index,
         )
