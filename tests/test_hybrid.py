@@ -17,7 +17,7 @@ import tl_embspace as te
 from tl_embspace.adapters import adapt
 from tl_embspace.adapters.bridge import _layer_mixers
 from tl_embspace.adapters.families import FAMILIES
-from tl_embspace.job import interpret_model
+from tl_embspace.job import interpret_model, merge_atlases
 
 from .archzoo import checks, models
 
@@ -112,6 +112,21 @@ def test_job_reads_every_layer_and_records_the_skipped_attention(tmp_path):
     mamba, attention = atlas.layer(0), atlas.layer(1)
     assert {"ff_key", "ff_value"} <= set(mamba.vectors) and not {"q", "o"} & set(mamba.vectors)
     assert not mamba.pairs and attention.pairs and {"q", "router"} <= set(attention.vectors)
+
+
+def test_hybrid_shards_merge_into_the_single_run(tmp_path):
+    model = _bridge("JambaForCausalLM")
+    opts = dict(k=3, pair_k=3, svd_components=2, progress=False)
+    single = interpret_model(model, tmp_path / "single", **opts)
+    shards = [interpret_model(model, tmp_path / f"s{i}", layers=ls, **opts)
+              for i, ls in enumerate([[2, 3], [0, 1]])]  # fmt: skip
+    merged = merge_atlases(tmp_path / "merged", shards)
+    a, b = te.Atlas.open(merged), te.Atlas.open(single)
+    assert a.options == b.options  # attention_skipped joined over the shards, in layer order
+    assert a.copying_scores.layers == b.copying_scores.layers == (1, 3)
+    torch.testing.assert_close(
+        torch.as_tensor(a.copying_scores.scores), torch.as_tensor(b.copying_scores.scores)
+    )
 
 
 class _Block(torch.nn.Module):

@@ -175,6 +175,86 @@ def scores_vocab(
     return scores if bias is None else scores + bias.float()
 
 
+@dataclass(frozen=True)
+class VocabColumns:
+    """A basis's allowed vocabulary columns, checked and cut into chunks once.
+
+    Built by :func:`vocab_columns`; :func:`topk_columns` ranks any number of vector batches
+    against it. Unmasked chunks are views of the matrix; masked ones are gathered copies (the
+    allowed columns, once), so repeated rankings never re-gather them.
+
+    Attributes:
+        d_vocab: The full vocabulary size (ids run over ``range(d_vocab)``).
+        d_model: Rows of the matrix (the vectors' width).
+        n_allowed: Columns left after the mask.
+        chunk_size: Columns per chunk.
+        device: Where the columns live (vectors ranked against them must be there too).
+        chunks: ``(ids, columns, bias)`` per chunk: ``ids [c]`` ascending token ids, ``columns
+            [d_model, c]`` and ``bias [c]`` (or None).
+    """
+
+    d_vocab: int
+    d_model: int
+    n_allowed: int
+    chunk_size: int
+    device: torch.device
+    chunks: tuple[tuple[Tensor, Tensor, Tensor | None], ...]
+
+
+def vocab_columns(
+    matrix: BasisMatrix,
+    *,
+    bias: Float[Tensor, " d_vocab_out"] | None = None,
+    mask: VocabMask | None = None,
+    chunk_size: int = 8192,
+) -> VocabColumns:
+    """Check ``matrix`` (and ``bias``) once and cut its allowed columns into chunks.
+
+    Args:
+        matrix: ``[d_model, d_vocab]`` projection (e.g. ``W_U``).
+        bias: Optional ``[d_vocab]`` bias, on the matrix's device.
+        mask: Optional ``[d_vocab]`` bool mask, True = allowed (any device).
+        chunk_size: Vocabulary columns scored at once.
+
+    Raises:
+        ValueError: ``chunk_size <= 0``, mismatched shapes or devices, or NaN/inf in ``matrix``
+            or ``bias`` (anywhere, masked columns included).
+    """
+    if chunk_size <= 0:
+        raise InvalidArgumentError(f"chunk_size must be positive, got {chunk_size}")
+    if matrix.ndim != 2:
+        raise InvalidArgumentError(
+            f"expected a matrix [d_model, d_vocab], got shape {tuple(matrix.shape)}"
+        )
+    d_vocab = matrix.shape[1]
+    for name, extra in (("bias", bias), ("mask", mask)):
+        if extra is not None and tuple(extra.shape) != (d_vocab,):
+            raise InvalidArgumentError(
+                f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}"
+            )
+    _check_same_device(matrix=matrix, bias=bias)
+    _check_finite("matrix", matrix)
+    if bias is not None:
+        _check_finite("bias", bias)
+    device = matrix.device
+    # Allowed ids in ascending order; None means "all", so chunks can be plain slices. Masks are
+    # tiny, so one built on the CPU (as TokenFilter.mask does) simply follows the matrix.
+    allowed = None if mask is None else mask.to(device).nonzero().squeeze(1)
+    n_allowed = d_vocab if allowed is None else allowed.numel()
+    chunks = []
+    for c0 in range(0, n_allowed, chunk_size):
+        if allowed is None:
+            ids = torch.arange(c0, min(c0 + chunk_size, d_vocab), device=device)
+            cols = matrix[:, c0 : c0 + chunk_size]
+            chunk_bias = None if bias is None else bias[c0 : c0 + chunk_size]
+        else:
+            ids = allowed[c0 : c0 + chunk_size]
+            cols = matrix.index_select(1, ids)
+            chunk_bias = None if bias is None else bias.index_select(0, ids)
+        chunks.append((ids, cols, chunk_bias))
+    return VocabColumns(d_vocab, matrix.shape[0], n_allowed, chunk_size, device, tuple(chunks))
+
+
 def topk_vocab(
     vectors: Vectors,
     matrix: BasisMatrix,
@@ -189,7 +269,9 @@ def topk_vocab(
     The vocabulary is streamed in chunks of ``chunk_size`` columns (and the rows in blocks), each
     chunk's exact top-k merged into a running top-k, so peak memory is bounded by one block of
     at most ``2**25`` scores whatever the vocabulary size. Chunks are cast to float32 before
-    the matmul, so float16/bfloat16 inputs are ranked with float32 accumulation.
+    the matmul, so float16/bfloat16 inputs are ranked with float32 accumulation. To rank many
+    batches against one matrix and mask, build :func:`vocab_columns` once and call
+    :func:`topk_columns` (the same result, without re-checking and re-gathering the columns).
 
     Args:
         vectors: ``[n, d_model]`` vectors to project.
@@ -217,45 +299,46 @@ def topk_vocab(
             f"expected vectors [n, d_model] and matrix [d_model, d_vocab], got "
             f"{tuple(vectors.shape)} and {tuple(matrix.shape)}"
         )
-    d_vocab = matrix.shape[1]
-    for name, extra in (("bias", bias), ("mask", mask)):
-        if extra is not None and tuple(extra.shape) != (d_vocab,):
-            raise InvalidArgumentError(
-                f"{name} must have shape [{d_vocab}], got {tuple(extra.shape)}"
-            )
     _check_same_device(vectors=vectors, matrix=matrix, bias=bias)
     _check_finite("vectors", vectors)
-    _check_finite("matrix", matrix)
-    if bias is not None:
-        _check_finite("bias", bias)
+    columns = vocab_columns(matrix, bias=bias, mask=mask, chunk_size=chunk_size)
+    return topk_columns(vectors, columns, k)
 
-    device = vectors.device
-    # Allowed ids in ascending order; None means "all", so chunks can be plain slices. Masks are
-    # tiny, so one built on the CPU (as TokenFilter.mask does) simply follows the vectors.
-    allowed = None if mask is None else mask.to(device).nonzero().squeeze(1)
-    n_allowed = d_vocab if allowed is None else allowed.numel()
-    if k > n_allowed:
-        what = "the vocabulary has" if mask is None else "the mask allows"
+
+def topk_columns(vectors: Vectors, columns: VocabColumns, k: int) -> tuple[TopK, TopK]:
+    """:func:`topk_vocab` against columns prepared by :func:`vocab_columns`.
+
+    Raises:
+        ValueError: ``k <= 0``, vectors not ``[n, d_model]``, on another device, or NaN/inf.
+        FilterError: ``k`` exceeds the number of allowed tokens.
+    """
+    _check_k(k)
+    if vectors.ndim != 2 or vectors.shape[1] != columns.d_model:
+        raise InvalidArgumentError(
+            f"expected vectors [n, {columns.d_model}], got {tuple(vectors.shape)}"
+        )
+    if vectors.device != columns.device:
+        raise InvalidArgumentError(
+            f"tensors are on different devices: vectors on {vectors.device}, the vocabulary "
+            f"columns on {columns.device}; move them to one device"
+        )
+    _check_finite("vectors", vectors)
+    if k > columns.n_allowed:
+        what = "the vocabulary has" if columns.n_allowed == columns.d_vocab else "the mask allows"
         raise FilterError(
-            f"k={k} but {what} only {n_allowed} of {d_vocab} tokens; lower k or loosen the filter"
+            f"k={k} but {what} only {columns.n_allowed} of {columns.d_vocab} tokens; lower k or "
+            "loosen the filter"
         )
 
+    device = vectors.device
     n = vectors.shape[0]
-    block_rows = max(1, _MAX_BLOCK_ELEMENTS // chunk_size)
+    block_rows = max(1, _MAX_BLOCK_ELEMENTS // columns.chunk_size)
     empty = (torch.empty(0, 0, device=device), torch.empty(0, 0, dtype=torch.long, device=device))
     top_parts, bottom_parts = [], []
     for r0 in range(0, n, block_rows):
         rows = vectors[r0 : r0 + block_rows].float()
         best, worst = empty, empty
-        for c0 in range(0, n_allowed, chunk_size):
-            if allowed is None:
-                ids = torch.arange(c0, min(c0 + chunk_size, d_vocab), device=device)
-                cols = matrix[:, c0 : c0 + chunk_size]
-                chunk_bias = None if bias is None else bias[c0 : c0 + chunk_size]
-            else:
-                ids = allowed[c0 : c0 + chunk_size]
-                cols = matrix.index_select(1, ids)
-                chunk_bias = None if bias is None else bias.index_select(0, ids)
+        for ids, cols, chunk_bias in columns.chunks:
             scores = _scores_block(rows, cols.float())
             if chunk_bias is not None:
                 scores += chunk_bias.float()
@@ -852,4 +935,14 @@ def topk_pairs_both(
     return top, bottom
 
 
-__all__ = ["TopK", "PairTopK", "scores_vocab", "topk_vocab", "topk_pairs", "topk_pairs_both"]
+__all__ = [
+    "TopK",
+    "PairTopK",
+    "VocabColumns",
+    "scores_vocab",
+    "topk_vocab",
+    "topk_columns",
+    "vocab_columns",
+    "topk_pairs",
+    "topk_pairs_both",
+]

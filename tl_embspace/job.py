@@ -61,13 +61,17 @@ def _layer_results(
     svd_components: int,
     token_filter: TokenFilter | None,
     tick,
+    seconds: dict[str, float],
 ) -> tuple[dict[str, VectorProjection], list[PairProjection]]:
+    """One layer's results; ``seconds`` receives the time of each stage (rows, svd, pairs)."""
     spec = space.view.spec
     vectors: dict[str, VectorProjection] = {}
     chosen = job_interpreters(space.view.layer(layer))
+    t0 = time.perf_counter()
     for interp in chosen["rows"]:
         vectors[interp.name] = interp(space, layer=layer, k=k, token_filter=token_filter)
         tick()
+    t1 = time.perf_counter()
     comps = list(range(min(svd_components, spec.d_head)))
     for interp in chosen["head_vectors"]:
         vectors[interp.name] = _concat(
@@ -82,11 +86,14 @@ def _layer_results(
             space, layer=layer, k=k, components=mlp_comps, token_filter=token_filter
         )
     tick()
+    t2 = time.perf_counter()
     pairs = []
     for h in range(spec.n_heads):
         for interp in chosen["pairs"]:
             pairs.append(interp(space, layer=layer, head=h, k=pair_k, token_filter=token_filter))
         tick()
+    t3 = time.perf_counter()
+    seconds.update(rows=round(t1 - t0, 3), svd=round(t2 - t1, 3), pairs=round(t3 - t2, 3))
     return vectors, pairs
 
 
@@ -202,14 +209,15 @@ def interpret_model(
 
     from .report import write_site
 
-    with writer:
+    # The job edits no weight: check the model's version once, not on every weight access.
+    with view.pinned(), writer:
         bar = tqdm(
             total=len(layers) * steps_per_layer,
             desc=f"interpreting {spec.model_name}",
             disable=not progress,
             unit="step",
         )
-        layer_seconds = {}
+        layer_seconds, stage_seconds = {}, {}
         for done, layer in enumerate(layers, start=1):
             t0 = time.perf_counter()
             bar.set_postfix(layer=layer)
@@ -221,6 +229,7 @@ def interpret_model(
                 svd_components=svd_components,
                 token_filter=chosen_vocab.token_filter,
                 tick=lambda: bar.update(1),
+                seconds=stage_seconds.setdefault(layer, {}),
             )
             writer.write_layer(layer, vectors, pairs)
             layer_seconds[layer] = round(time.perf_counter() - t0, 2)
@@ -261,11 +270,140 @@ def interpret_model(
             copying_scores=(attn_layers, copying.numpy(), copying_tokens),
             timings={
                 "layers": layer_seconds,
+                # Per layer: the row interpreters, the SVD directions, the token-pair searches.
+                "stages": stage_seconds,
                 "copying_scores": copy_seconds,
                 "total": round(time.perf_counter() - started, 2),
             },
             # The model's own unembedding (what Atlas.matches(model) hashes), not the normalised.
             unembedding_hash=unembedding_hash(raw_space.write.matrix, raw_space.write.bias),
+            report=write_site,
+            search_index=search_index,
+        )
+    return writer.out
+
+
+#: Manifest fields every shard of one run shares (``options`` apart from ``layers``, too).
+_SHARED_FIELDS = ("format", "provenance", "spec", "unembedding_hash")
+
+
+def merge_atlases(
+    out: "str | os.PathLike[str]",
+    shards: "list[str | os.PathLike[str]]",
+    *,
+    overwrite: bool = False,
+    search_index: bool = True,
+) -> Path:
+    """Merge atlases of the same run over disjoint layers (shards) into one atlas.
+
+    The per-layer work is independent, so a model can be sharded over processes or machines:
+    ``tl-embspace run --layers 0 1 ... --out shard0`` and so on, then
+    ``tl-embspace merge OUT shard0 shard1 ...``. Layer files are copied byte for byte, the
+    copying scores and timings are joined, and the HTML atlas and search index are rebuilt, so
+    the result equals, file by file and byte for byte, one run over the union of the layers in
+    ascending order (the manifest's ``timings_s`` apart: seconds differ from run to run; here
+    they are the shards' own, and ``total`` their sum).
+
+    Args:
+        out: The merged atlas's folder (as for :func:`interpret_model`).
+        shards: The shard folders, in any order.
+        overwrite: Replace an atlas at ``out``.
+        search_index: Also write ``index.sqlite``.
+
+    Returns:
+        The output folder.
+
+    Raises:
+        InvalidArgumentError: Fewer than two shards, shards of different runs (model, weights,
+            bases, options, software versions), or shards sharing a layer.
+        AtlasError: A shard is not a complete atlas.
+        OutputFolderError: ``out`` may not be written.
+    """
+    from .atlas import Atlas
+    from .report import write_site
+
+    if len(shards) < 2:
+        raise InvalidArgumentError(f"merging needs at least two shard folders, got {len(shards)}")
+    writer = AtlasWriter(out, overwrite=overwrite)  # refuses a folder it must not replace, now
+    atlases = [Atlas.open(folder) for folder in shards]
+    first = atlases[0]
+    if first.unembedding_hash is None:
+        raise InvalidArgumentError(
+            f"{first.folder} is an atlas of the older format {first.format!r}; re-run the shards "
+            "with this version to merge them"
+        )
+
+    def shared(atlas: Atlas) -> dict[str, Any]:
+        # Which layers a shard holds, and which of them are not attention, differ by shard.
+        per_shard = ("layers", "attention_skipped")
+        options = {key: v for key, v in atlas.options.items() if key not in per_shard}
+        fields = {name: atlas.manifest.get(name) for name in _SHARED_FIELDS}
+        copying = {key: v for key, v in atlas.manifest["copying_scores"].items() if key != "scores"}
+        del copying["layers"]
+        return {**fields, "options": options, "copying_scores": copying}
+
+    for atlas in atlases[1:]:
+        a, b = shared(first), shared(atlas)
+        differing = sorted(key for key in a if a[key] != b[key])
+        if differing or atlas.vocab != first.vocab:
+            raise InvalidArgumentError(
+                f"{atlas.folder} and {first.folder} are not shards of one run: their "
+                f"{', '.join(differing or ['vocab'])} differ; run every shard with the same "
+                "model, options and software"
+            )
+    owner: dict[int, Atlas] = {}
+    for atlas in atlases:
+        for layer in atlas.layers:
+            if layer in owner:
+                raise InvalidArgumentError(
+                    f"layer {layer} is in both {owner[layer].folder} and {atlas.folder}; "
+                    "shards must hold disjoint layers"
+                )
+            owner[layer] = atlas
+    layers = sorted(owner)
+    rows, skipped = {}, {}
+    for atlas in atlases:
+        cs = atlas.manifest["copying_scores"]
+        rows.update(zip(cs["layers"], cs["scores"], strict=True))
+        skipped.update(atlas.options.get("attention_skipped", {}))
+    scored = sorted(rows)  # a hybrid's non-attention layers have no copying scores
+    seconds = {str(layer): owner[layer].timings["layers"][str(layer)] for layer in layers}
+    stages = {
+        str(layer): owner[layer].timings.get("stages", {}).get(str(layer)) for layer in layers
+    }
+    with writer:
+        for layer in layers:
+            writer.copy_layer(owner[layer], layer)
+        writer.finish(
+            vocab=first.vocab,
+            provenance=first.provenance,
+            spec=first.spec,
+            options={
+                **first.options,
+                "layers": layers,
+                **(
+                    {
+                        "attention_skipped": {
+                            str(n): skipped[str(n)] for n in layers if str(n) in skipped
+                        }
+                    }
+                    if "attention_skipped" in first.options
+                    else {}
+                ),
+            },
+            copying_scores=(
+                scored,
+                [rows[layer] for layer in scored],
+                first.copying_scores.n_tokens,
+            ),
+            timings={
+                "layers": seconds,
+                "stages": stages,
+                "copying_scores": round(sum(a.timings["copying_scores"] for a in atlases), 2),
+                "total": round(sum(a.timings["total"] for a in atlases), 2),
+                "merged_from": len(atlases),
+            },
+            unembedding_hash=first.unembedding_hash,
             report=write_site,
             search_index=search_index,
         )

@@ -183,7 +183,7 @@ class EmbeddingSpace:
         self.view = adapt(model)
         self._requested = {"read": read, "write": write}
         self._bases = {side: make_basis(self.view, spec) for side, spec in self._requested.items()}
-        self._bases_version = self.view.source_version()
+        self._bases_version = self.view.version()
         if transport is not None and not callable(transport):
             raise BasisError(
                 f"transport must be a callable f(layer, vectors, side) -> vectors, got "
@@ -213,7 +213,7 @@ class EmbeddingSpace:
         """
         if side not in ("read", "write"):
             raise InvalidArgumentError(f"side must be 'read' or 'write', got {side!r}")
-        version = self.view.source_version()
+        version = self.view.version()
         if version != self._bases_version:
             self._bases = {s: make_basis(self.view, b) for s, b in self._requested.items()}
             self._bases_version = version

@@ -4,7 +4,9 @@ Backends (``hooked.py``, ``bridge.py``) implement ``_read_globals``, ``_read_lay
 ``hook_names``; the derived methods are final (equinox's abstract/final pattern).
 """
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, final
 
 import torch
@@ -37,6 +39,7 @@ class WeightView(ABC):
         self._globals: GlobalWeights | None = None
         self._refreshes = 0
         self._seen_version: object = None
+        self._pinned_version: object = None  # set inside pinned(): see version()
 
     # -- what backends implement -------------------------------------------------------------
     @abstractmethod
@@ -64,14 +67,56 @@ class WeightView(ABC):
         )
         return (self._refreshes, params)
 
+    @final
+    def version(self) -> object:
+        """:meth:`source_version`, or inside :meth:`pinned` the one taken when it was entered.
+
+        What caches of derived values (the view's own, an ``EmbeddingSpace``'s bases) compare.
+        """
+        if self._pinned_version is not None:
+            return self._pinned_version
+        return self.source_version()
+
+    @final
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator["WeightView"]:
+        """Inside the block, take the model as unchanged: check its version once, on entry.
+
+        :meth:`source_version` walks every parameter; a whole-model job reads weights thousands
+        of times and edits none, so it pins the view (and the views it wraps) for its duration.
+        Edits made inside the block are not seen until it ends (or :meth:`refresh` is called);
+        outside it every access checks again. Nested blocks keep the outer pin.
+        """
+        if self._pinned_version is not None:
+            yield self
+            return
+        inner = self._wrapped_view()
+        with inner.pinned() if inner is not None else contextlib.nullcontext():
+            self._check_fresh()
+            self._pinned_version = self._seen_version
+            try:
+                yield self
+            finally:
+                self._pinned_version = None
+
+    def _wrapped_view(self) -> "WeightView | None":
+        """The view this one derives its weights from (folded, permuted views), if any."""
+        base = getattr(self, "_base", None)
+        return base if isinstance(base, WeightView) else None
+
     def refresh(self) -> None:
         """Forget every weight read so far; the next access reads the model again.
 
         Needed only after edits PyTorch does not count (through ``p.data``); bases of an
-        ``EmbeddingSpace`` on this view are rebuilt too.
+        ``EmbeddingSpace`` on this view are rebuilt too. Inside :meth:`pinned`, the pin moves
+        to the refreshed version.
         """
         self._refreshes += 1
+        pinned = self._pinned_version is not None
+        self._pinned_version = None
         self._drop_cache()
+        if pinned:
+            self._pinned_version = self._seen_version
 
     def _drop_cache(self) -> None:
         self._layers = {}
@@ -81,8 +126,8 @@ class WeightView(ABC):
     def _check_fresh(self) -> None:
         # Cached copies are only valid for the parameters they were copied from: an ablation
         # done in place after the first read must not leave this view answering for the old
-        # model.
-        if self.source_version() != self._seen_version:
+        # model. Inside pinned() the version was checked on entry, so this costs nothing.
+        if self.version() != self._seen_version:
             self._drop_cache()
 
     # -- public access -----------------------------------------------------------------------

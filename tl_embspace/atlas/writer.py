@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,8 @@ class AtlasWriter:
         meta: dict[str, Any] = {"layer": layer, "vectors": {}, "pairs": []}
         for name, r in vectors.items():
             for field, dtype in schema.VECTOR_ARRAYS.items():
-                arrays[schema.array_name(name, field)] = getattr(r, field).numpy().astype(dtype)
+                values = getattr(r, field).cpu()  # results may live on a GPU
+                arrays[schema.array_name(name, field)] = values.numpy().astype(dtype)
             for key, col in r.extras.items():
                 arrays[schema.extra_name(name, key)] = np.asarray(col)
             meta["vectors"][name] = {
@@ -220,8 +222,13 @@ class AtlasWriter:
             d.pop("provenance")  # the manifest holds it once
             meta["pairs"].append(d)
         path = self._folder / schema.layer_arrays_file(layer)
-        np.savez_compressed(path, allow_pickle=False, **arrays)
+        _save_npz(path, arrays)
         self._write_text(schema.layer_meta_file(layer), json.dumps(meta, ensure_ascii=False))
+
+    def copy_layer(self, atlas: Atlas, layer: int) -> None:
+        """Copy one layer's files, byte for byte, from another atlas (merging shards)."""
+        for name in (schema.layer_arrays_file(layer), schema.layer_meta_file(layer)):
+            shutil.copyfile(atlas.folder / name, self._folder / name)
 
     def finish(
         self,
@@ -305,6 +312,20 @@ class AtlasWriter:
         _fsync(out.parent)
         if old is not None:
             shutil.rmtree(old)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed``, with the same bytes for the same arrays (no time stamps).
+
+    numpy stamps each member with the current time; a fixed stamp makes two runs (or a merge of
+    shards and a single run) write identical files.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
 
 
 def replace_derived(atlas: Atlas, name: str, write: Callable[[Path], None]) -> Path:

@@ -11,9 +11,9 @@ import sys
 
 from .. import __version__
 from ..errors import EmbSpaceError
-from . import align, atlas, compare, finetune_diff, run, search, show, translate, zoo
+from . import align, atlas, compare, finetune_diff, merge, run, search, show, translate, zoo
 
-SUBCOMMANDS = (run, show, search, atlas, compare, align, finetune_diff, translate, zoo)
+SUBCOMMANDS = (run, merge, show, search, atlas, compare, align, finetune_diff, translate, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,11 +8,12 @@ from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
-from ..engine import topk_pairs_both, topk_vocab
+from ..engine import VocabColumns, topk_columns, topk_pairs_both, vocab_columns
 from ..errors import FilterError, InvalidArgumentError, OptionError, SelectionError
 from ..results import PairProjection, Provenance, VectorProjection
-from ..space import EmbeddingSpace
+from ..space import Basis, EmbeddingSpace
 from ..tokens import TokenFilter, visible, vocab_strings
 from .spec import BASIS_OPTIONS
 
@@ -53,6 +54,32 @@ def vocab_mask(
     return token_filter.mask(space.tokenizer, d_vocab)
 
 
+# Per basis, its vocabulary columns for the masks it was last used with: a whole-model job ranks
+# thousands of vector batches against one basis and filter, so they are checked (finite) and
+# gathered once. A basis is rebuilt whenever its model is edited (EmbeddingSpace.basis); the
+# tensors' version counters catch in-place edits of a basis built by hand.
+_COLUMNS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+_MASKS_PER_BASIS = 2
+
+
+def basis_columns(basis: Basis, mask: Tensor | None, chunk_size: int) -> VocabColumns:
+    """The columns of ``basis`` allowed by ``mask``, ready for ``topk_columns`` (cached)."""
+    versions = (basis.matrix._version, None if basis.bias is None else basis.bias._version)
+    entries: list[tuple[Tensor | None, tuple, VocabColumns]] | None = _COLUMNS.get(basis)
+    if entries is None:
+        entries = _COLUMNS[basis] = []
+    for seen_mask, seen_versions, columns in entries:
+        same_mask = (seen_mask is None and mask is None) or (
+            seen_mask is not None and mask is not None and torch.equal(seen_mask, mask)
+        )
+        if same_mask and seen_versions == versions and columns.chunk_size == chunk_size:
+            return columns
+    columns = vocab_columns(basis.matrix, bias=basis.bias, mask=mask, chunk_size=chunk_size)
+    entries.insert(0, (None if mask is None else mask.clone(), versions, columns))
+    del entries[_MASKS_PER_BASIS:]
+    return columns
+
+
 def project_vectors(
     space: EmbeddingSpace,
     vectors: Tensor,
@@ -72,7 +99,7 @@ def project_vectors(
     x = basis.prepare(space.carry(vectors, side, layer))
     d_vocab = basis.matrix.shape[1]
     mask = vocab_mask(space, token_filter, d_vocab)
-    top, bottom = topk_vocab(x, basis.matrix, k, bias=basis.bias, mask=mask, chunk_size=chunk_size)
+    top, bottom = topk_columns(x, basis_columns(basis, mask, chunk_size), k)
     return VectorProjection(
         interpreter=interpreter,
         labels=tuple(labels),

@@ -46,6 +46,8 @@ def copying_scores(
     d_vocab = space.read.matrix.shape[1]
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randperm(d_vocab, generator=gen)[: min(n_tokens, d_vocab)].sort().values
+    # Drawn on the CPU (the same ids on every device), then used where the weights are.
+    tokens = tokens.to(space.read.matrix.device)
     # Every attention layer by default (a hybrid's mixer layers have no OV circuit); a mixer
     # layer asked for by name is refused by the view (UnsupportedLayerError).
     wanted = list(spec.attention_layers) if layers is None else list(layers)

@@ -226,8 +226,9 @@ def detect_tokens(
     unreachable, partial = reachability(tokenizer, d_vocab)
     rows = view.W_U.float().T if view.spec.unembed_trained else W_E
     ref = (special | unreachable) if reference is None else reference
-    scores = undertrained_scores(rows, ref)
-    norm_z = norm_z_scores(W_E)
+    # Computed where the weights are; kept on the CPU, with the tokenizer's masks.
+    scores = undertrained_scores(rows, ref.to(rows.device)).cpu()
+    norm_z = norm_z_scores(W_E).cpu()
     return TokenReport(
         texts=vocab_strings(tokenizer, d_vocab),
         undertrained_score=scores,
