@@ -26,8 +26,8 @@ def test_there_are_demos_and_they_are_committed_without_outputs():
 def test_demo_runs(path, require_zoo):
     require_zoo("smollm2-135m-instruct")
     # The kernel starts in demos/: PYTHONPATH makes it import this checkout's tl_embspace.
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path}
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": pythonpath}
     done = subprocess.run(
         [sys.executable, "-m", "tests.run_notebook", str(path)],
         cwd=ROOT,
