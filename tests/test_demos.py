@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .tinymodels import tl_major
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "demos").glob("*.ipynb"))
 
@@ -24,6 +26,10 @@ def test_there_are_demos_and_they_are_committed_without_outputs():
 @pytest.mark.real
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_demo_runs(path, require_zoo):
+    if tl_major() < 4 and path.stem != "01_quickstart":
+        # CI time: the capability notebooks run once, in a Jupyter kernel on the TL 4 line;
+        # the quick start (the README's first steps) runs on both lines.
+        pytest.skip("capability notebooks run on the TransformerLens 4 line")
     require_zoo("smollm2-135m-instruct")
     # The kernel starts in demos/: PYTHONPATH makes it import this checkout's tl_embspace.
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
