@@ -172,7 +172,7 @@ def main() -> None:
         f"{sum_stage('rows') / gemm_rows:>8.2f}",
         f"{'  SVD directions':<34}{sum_stage('svd'):>9.2f}{svd_floor_s:>9.2f}"
         f"{sum_stage('svd') / svd_floor_s:>8.2f}   floor: factorisations + their GEMMs",
-        f"{'  token-pair search (helper pairs)':<34}{sum_stage('pairs'):>9.2f}",
+        f"{'  token-pair search (bench_pairs.py)':<34}{sum_stage('pairs'):>9.2f}",
         f"{'  copying scores':<34}{timings['copying_scores']:>9.2f}{copy_floor_s:>9.2f}"
         f"{timings['copying_scores'] / copy_floor_s:>8.2f}   floor: its GEMMs",
         f"{'  writing + index + site (rest)':<34}"
