@@ -371,6 +371,9 @@ def merge_atlases(
     stages = {
         str(layer): owner[layer].timings.get("stages", {}).get(str(layer)) for layer in layers
     }
+    options = {**first.options, "layers": layers}
+    if "attention_skipped" in options:  # a hybrid's non-attention layers, in layer order
+        options["attention_skipped"] = dict(sorted(skipped.items(), key=lambda kv: int(kv[0])))
     with writer:
         for layer in layers:
             writer.copy_layer(owner[layer], layer)
@@ -378,19 +381,7 @@ def merge_atlases(
             vocab=first.vocab,
             provenance=first.provenance,
             spec=first.spec,
-            options={
-                **first.options,
-                "layers": layers,
-                **(
-                    {
-                        "attention_skipped": {
-                            str(n): skipped[str(n)] for n in layers if str(n) in skipped
-                        }
-                    }
-                    if "attention_skipped" in first.options
-                    else {}
-                ),
-            },
+            options=options,
             copying_scores=(
                 scored,
                 [rows[layer] for layer in scored],
