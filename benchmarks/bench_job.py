@@ -19,6 +19,7 @@ Timings on a loaded machine vary; the ratios are measured in one run.
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_job.py                 # layer 15
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_job.py --layers 0 15 29
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_job.py --reference OLD_RUN_FOLDER
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_job.py --threads 1   # on a shared CPU
 
 ``--reference`` also checks the output against an earlier run's folder of the same layers and
 options (``benchmarks/check_job_identity.py``). ``--keep FOLDER`` keeps the output.
@@ -104,7 +105,12 @@ def main() -> None:
     p.add_argument("--layers", type=int, nargs="+", default=[15])
     p.add_argument("--reference", type=Path, help="an earlier run's folder to compare with")
     p.add_argument("--keep", type=Path, help="write the output here (default: a temp folder)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default; 1 on a shared CPU)"
+    )
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import tl_embspace as te
     from tl_embspace.atlas import Atlas

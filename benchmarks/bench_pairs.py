@@ -17,6 +17,8 @@ Usage::
     python benchmarks/bench_pairs.py --brute 0 --all # pruned only, every head of every layer
     python benchmarks/bench_pairs.py --threads 1     # on a machine shared with other jobs
     python benchmarks/bench_pairs.py --bounds --brute 6   # how much wider exact bounds would prune
+    python benchmarks/bench_pairs.py --job-view hygiene --brute 6
+        # the factors the default job searches (folded, hygiene mask, standardised bases)
     python benchmarks/bench_pairs.py --every --brute 0 --sample 4 --threads 1
         # engine on all 540 head matrices, GEMM floor and brute force on 4 seeded ones,
         # the aggregate engine/floor ratio and the worst heads
@@ -76,6 +78,36 @@ def real_factors(weights: dict, layer: int, head: int, kind: str) -> tuple[torch
         return emb @ w_v, emb @ w_o.T
     w_q, w_k = q[head_rows].T, k[kv_rows].T
     return emb @ w_q, emb @ w_k
+
+
+def job_factors(vocab: str):
+    """``make(layer, head, kind)`` giving the factors the whole-model job searches.
+
+    Built through the library, as ``tl-embspace run`` does: folded weights, the ``vocab``
+    choice (``"hygiene"``, the job's default: flagged tokens masked out and both bases
+    standardised, so every token's column has norm 1; or ``"raw"``), the allowed rows only.
+    """
+    import tl_embspace as te
+    from tl_embspace.interpreters._base import vocab_mask
+    from tl_embspace.vocab import choose_vocabulary
+
+    model = te.load("smollm2-135m-instruct")
+    raw = te.EmbeddingSpace(te.adapt(model).folded(), tokenizer=model.tokenizer)
+    choice = choose_vocabulary(raw, vocab)
+    space = choice.space
+    mask = vocab_mask(space, choice.token_filter, space.basis("read").matrix.shape[1])
+
+    def make(layer: int, head: int, kind: str) -> tuple[torch.Tensor, ...]:
+        lw = space.view.layer(layer)
+        if kind == "ov":
+            left = space.vocab_factor(lw.W_V[head], "read", layer)
+            right = space.vocab_factor(lw.W_O_written[head].T, "write", layer)
+        else:
+            left = space.vocab_factor(lw.W_Q_qk[head], "read", layer)
+            right = space.vocab_factor(lw.W_K_qk[head], "read", layer)
+        return (left, right) if mask is None else (left[mask], right[mask])
+
+    return make
 
 
 def random_factors(seed: int, n: int = 49152, rank: int = 64) -> tuple[torch.Tensor, ...]:
@@ -227,14 +259,24 @@ def main() -> None:
         "--bounds", action="store_true", help="rank-r bound study on the --brute heads"
     )
     parser.add_argument("--random", action="store_true", help="random factors even if real exist")
+    parser.add_argument(
+        "--job-view",
+        choices=("hygiene", "raw"),
+        help="the factors the whole-model job searches under this vocabulary choice (folded "
+        "weights; hygiene: masked and standardised), instead of the raw GGUF weights",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    weights = None if args.random else load_weights()
-    if weights is None:
+    weights = None if args.random or args.job_view else load_weights()
+    if args.job_view:
+        n_layers = 30
+        print(f"SmolLM2-135M-Instruct as the job sees it: folded, vocab {args.job_view}")
+        make = job_factors(args.job_view)
+    elif weights is None:
         print("real weights unavailable: random heavy-tailed factors [49152, 64]")
         n_layers = 4
         make = lambda layer, head, kind: random_factors(layer * 100 + head * 2 + (kind == "qk"))  # noqa: E731

@@ -121,10 +121,16 @@ def _topk_rows(
     ordered by (score best-first, id ascending), with their ids taken from ``ids``.
     """
     kk = min(k, scores.shape[1])
-    values, pos = torch.topk(scores, kk, dim=1, largest=largest, sorted=True)
+    # One entry more than needed tells the ambiguous rows without another pass over the scores:
+    # more than kk entries reach the k-th value exactly when the (kk+1)-th equals it.
+    extra = min(kk + 1, scores.shape[1])
+    values, pos = torch.topk(scores, extra, dim=1, largest=largest, sorted=True)
+    if extra > kk:
+        ambiguous = values[:, kk] == values[:, kk - 1]
+        values, pos = values[:, :kk].contiguous(), pos[:, :kk].contiguous()
+    else:
+        ambiguous = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
     kth = values[:, -1:]
-    reaching = (scores >= kth) if largest else (scores <= kth)
-    ambiguous = reaching.sum(dim=1) > kk
     if bool(ambiguous.any()):
         rows = ambiguous.nonzero().squeeze(1)
         sub, sub_kth = scores[rows], kth[rows]
@@ -149,12 +155,23 @@ def _topk_rows(
 # ----------------------------------------------------------------------------------------------
 
 
-def _scores_block(vectors: Tensor, columns: Tensor) -> Tensor:
+def _scores_block(vectors: Tensor, columns: Tensor, buffer: Tensor | None = None) -> Tensor:
     """One float32 score block; every product in this module goes through here.
 
     Kept as a single function so tests can watch the largest block ever materialised.
+    ``buffer`` (a flat float32 tensor of at least ``rows x columns`` entries) receives the
+    block: reusing one buffer spares the allocator a fresh block per product, which on a CPU
+    costs more than the scan that follows (the new pages are zeroed on first touch).
     """
-    return vectors @ columns
+    if buffer is None:
+        return vectors @ columns
+    out = buffer[: vectors.shape[0] * columns.shape[1]].view(vectors.shape[0], columns.shape[1])
+    return torch.matmul(vectors, columns, out=out)
+
+
+def _score_buffer(rows: int, cols: int, device: torch.device) -> Tensor:
+    """A flat float32 buffer for score blocks of up to ``rows x cols`` entries."""
+    return torch.empty(rows * cols, device=device)
 
 
 def scores_vocab(
@@ -335,11 +352,12 @@ def topk_columns(vectors: Vectors, columns: VocabColumns, k: int) -> tuple[TopK,
     block_rows = max(1, _MAX_BLOCK_ELEMENTS // columns.chunk_size)
     empty = (torch.empty(0, 0, device=device), torch.empty(0, 0, dtype=torch.long, device=device))
     top_parts, bottom_parts = [], []
+    buffer = _score_buffer(min(n, block_rows), columns.chunk_size, device)
     for r0 in range(0, n, block_rows):
         rows = vectors[r0 : r0 + block_rows].float()
         best, worst = empty, empty
         for ids, cols, chunk_bias in columns.chunks:
-            scores = _scores_block(rows, cols.float())
+            scores = _scores_block(rows, cols.float(), buffer)
             if chunk_bias is not None:
                 scores += chunk_bias.float()
             best = _merge_rows(best, _topk_rows(scores, ids, k, largest=True), k, largest=True)
@@ -829,17 +847,20 @@ def _pairs(
     rhs = (right if col_mask is None else right.index_select(0, col_ids)).float()
     pools = [_PairPool(k, largest, device) for largest in sides]
     scored = 0
+    buffer = _score_buffer(min(block_rows, lhs.shape[0]), rhs.shape[0], device)
 
     def score(rows: Tensor, cols: Tensor | None, to: list[_PairPool]) -> None:
         """Score rows x cols (positions; None = all columns) and offer them to pools ``to``."""
         nonlocal scored
-        scores = _scores_block(lhs[rows], rhs.T if cols is None else rhs[cols].T)
+        scores = _scores_block(lhs[rows], rhs.T if cols is None else rhs[cols].T, buffer)
         scored += scores.numel()
         block_row_ids = row_ids[rows]
         block_col_ids = col_ids if cols is None else col_ids[cols]
         best: dict[bool, Tensor] = {}
-        if len(to) == 2 and scores.shape[1] > 0:  # one pass for both row extremes
-            best[False], best[True] = torch.aminmax(scores, dim=1)
+        if len(to) == 2 and scores.shape[1] > 0:
+            # Two reductions, not torch.aminmax: its per-row form is not vectorised on the
+            # CPU and costs ~10x amax + amin (measured, torch 2.13; see bench_pairs.py).
+            best[False], best[True] = scores.amin(dim=1), scores.amax(dim=1)
         for pool in to:
             found = _candidates(
                 scores, block_row_ids, block_col_ids, pool, k, exclude_same, best.get(pool.largest)
@@ -857,7 +878,12 @@ def _pairs(
     pruner = _Pruner(split, row_slab=_PRUNE_ROW_SLAB, col_slab=_PRUNE_COL_SLAB)
     scored += _seed(pools, pruner, lhs, rhs, row_ids, col_ids, k, exclude_same, block_rows)
     for slab in pruner.slab_order(pools):
-        for rows, cols, block_pools in pruner.blocks(slab, pools, block_rows):
+        # The bookkeeping is thousands of small ops, which extra threads only slow down (each
+        # op's fork/join costs more than its work, and far more on a busy machine); the
+        # blocks depend on the thresholds at the slab's start only, so they are listed first.
+        with single_threaded():
+            blocks = list(pruner.blocks(slab, pools, block_rows))
+        for rows, cols, block_pools in blocks:
             score(rows, cols, block_pools)
     return [pool.result(scored) for pool in pools]
 
