@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--l2", type=float, default=1e-3)
     p.add_argument("--out", type=Path, default=Path("translate-seed-out"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     folders = args.models or [models_dir() / f"wt2-llama4-seed{s}" for s in (0, 1)]
     for f in folders:
         if not (f / "config.json").is_file():

@@ -129,3 +129,20 @@ def test_a_classifier_carried_to_its_own_model_keeps_its_accuracy(models, data, 
         assert layer["identity"]["runs"] == own
         assert layer["vocabulary"]["runs"] == pytest.approx(own, abs=1 / 30 + 1e-9)
         assert all(0.0 <= x <= 1.0 for m in layer.values() for x in m["runs"])
+
+
+def test_the_full_softmax_trains_unseen_tokens_down(data, tmp_path):
+    # The tiny text uses 40 of the tokenizer's 96 tokens. Normalising over those only
+    # (``--softmax seen``) leaves the other 56 at their initial embeddings, so over the whole
+    # vocabulary the model is worse than one trained with the full softmax (the default).
+    tiny = ["--n-layers", "1", "--d-model", "16", "--d-mlp", "32", "--n-heads", "2",
+            "--seq-len", "8", "--batch", "4", "--steps", "40", "--max-val-tokens", "64",
+            "--data", str(data), "--tokenizer", tm._tokenizer_dir(), "--seeds", "0"]  # fmt: skip
+    train = demo("train_seed_models").main
+    loss = {}
+    for softmax in ("full", "seen"):
+        assert train([*tiny, "--softmax", softmax, "--out", str(tmp_path / softmax)]) == 0
+        metrics = json.loads((tmp_path / softmax / "wt2-llama4-seed0" / "metrics.json").read_text())
+        assert metrics["training_vocab"] == 40
+        loss[softmax] = metrics["model"]["val_loss"]
+    assert loss["full"] < loss["seen"] - 0.1
