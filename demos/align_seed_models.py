@@ -8,8 +8,9 @@ weights in
 * ``embedding``: the paper's method, correlations over the whole vocabulary (``W_E`` reads,
   ``W_U`` writes; tied here, so one matrix);
 * ``embedding_seen``: the same with the basis columns of tokens that never occur in the
-  training text zeroed (those tokens keep their random initial embeddings, which differ between
-  seeds and are pure noise to the correlation);
+  training text zeroed (those tokens never occur: the full softmax only trains their logits
+  down, along a direction shared by all of them, so what tells them apart is their random
+  initial embedding, which differs between seeds and is noise to the correlation);
 * ``raw``: the same pipeline on raw d_model coordinates (the baseline),
 
 and scores each against what the answer should be:

@@ -122,6 +122,31 @@ def make_model(args, vocab: int, seed: int):
     return LlamaForCausalLM(config)
 
 
+@torch.no_grad()
+def embedding_drift(model, seed: int, active: torch.Tensor) -> dict:
+    """How far training moved the tied embedding from its initial draw, seen vs unseen tokens.
+
+    The initial embedding is drawn again (same config, same seed: the same draws). Returns the
+    mean cosine of each row with its initial value, for the training text's tokens and for the
+    others, and for the others how shared their change is: the norm of their mean change over
+    the mean norm of their changes (1 when every unseen row moved by the same vector).
+    """
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    init = LlamaForCausalLM(model.config).get_input_embeddings().weight
+    final = model.get_input_embeddings().weight
+    unseen = torch.ones(len(final), dtype=torch.bool)
+    unseen[active] = False
+    cosine = torch.nn.functional.cosine_similarity(final.double(), init.double(), dim=1)
+    change = (final - init)[unseen].double()
+    return {
+        "init_cosine_seen": float(cosine[~unseen].mean()),
+        "init_cosine_unseen": float(cosine[unseen].mean()),
+        "unseen_change_shared": float(change.mean(0).norm() / change.norm(dim=1).mean()),
+    }
+
+
 def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int) -> dict:
     """Train, evaluate and save one model; return its metrics."""
     vocab = len(tokenizer)
@@ -192,6 +217,7 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
         "train_seconds": round(train_s, 1),
         "active_vocab": len(active),
         "tokens_seen": args.steps * args.batch * args.seq_len,
+        **embedding_drift(model, seed, active),
     }
 
 
@@ -266,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     "val_perplexity": math.exp(loss),
                     "val_loss_training_vocab": loss_active,
                     "val_perplexity_training_vocab": math.exp(loss_active),
+                    **embedding_drift(model, seed, active),
                 }
             )
     else:
@@ -290,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({math.exp(baseline):.1f}); over the training vocabulary "
             f"{r['val_loss_training_vocab']:.3f} ({r['val_perplexity_training_vocab']:.1f}) vs "
             f"unigram {baseline_active:.3f} ({math.exp(baseline_active):.1f}); trained "
-            f"{r['train_seconds']} s -> {r['folder']}"
+            f"{r['train_seconds']} s -> {r['folder']}; embedding rows' cosine with their "
+            f"initial value: seen tokens {r['init_cosine_seen']:.3f}, unseen "
+            f"{r['init_cosine_unseen']:.3f} (unseen change shared {r['unseen_change_shared']:.3f})"
         )
     return 0
 

@@ -8,7 +8,8 @@ whose residual basis is unrelated (another seed), by rewriting the head to read 
   ``E = W_U`` of the folded models, explicit) — no activations, no labels: the paper's
   zero-pass stitching;
 * ``vocabulary_seen``: the same formula over the tokens seen in training only
-  (``vocabulary_map_from_bases`` on those columns; the others are untrained noise);
+  (``vocabulary_map_from_bases`` on those columns; the others are only trained down, and
+  otherwise keep their random initial embeddings);
 * baselines: ``chance`` (the training sample's majority class), ``identity`` (A's head on B's
   raw coordinates), and ``procrustes`` / ``least_squares`` maps B -> A fitted on a small
   *unlabelled* sample of paired hidden states (the same sentences through both models): the

@@ -146,3 +146,20 @@ def test_the_full_softmax_trains_unseen_tokens_down(data, tmp_path):
         assert metrics["training_vocab"] == 40
         loss[softmax] = metrics["model"]["val_loss"]
     assert loss["full"] < loss["seen"] - 0.1
+
+
+def test_embedding_drift_is_measured_against_the_initial_draw(data, tmp_path):
+    # With no training step the embedding is its initial draw: every row's cosine with the
+    # redrawn initial embedding is 1, after training and when re-evaluated from the saved model.
+    args = ["--n-layers", "1", "--d-model", "16", "--d-mlp", "32", "--n-heads", "2",
+            "--seq-len", "8", "--batch", "4", "--max-val-tokens", "64", "--data", str(data),
+            "--tokenizer", tm._tokenizer_dir(), "--seeds", "3", "--out", str(tmp_path)]  # fmt: skip
+    train = demo("train_seed_models").main
+    for extra in (["--steps", "0"], ["--evaluate-only"]):
+        assert train([*args, *extra]) == 0
+        metrics = json.loads((tmp_path / "wt2-llama4-seed3" / "metrics.json").read_text())
+        assert metrics["model"]["init_cosine_seen"] == pytest.approx(1.0, abs=1e-6)
+        assert metrics["model"]["init_cosine_unseen"] == pytest.approx(1.0, abs=1e-6)
+    assert train([*args, "--steps", "5"]) == 0
+    metrics = json.loads((tmp_path / "wt2-llama4-seed3" / "metrics.json").read_text())
+    assert metrics["model"]["init_cosine_seen"] < 0.999
