@@ -18,8 +18,8 @@ baseline over the whole vocabulary. Each model is saved with ``save_pretrained``
 training set's smoothed token frequencies), so a reader can tell it learned something.
 ``seed_models.load_seed_model(folder)`` reloads it as a TransformerLens model.
 
-Usage (from the repository root; measured 56 minutes per model, both at once, on a 2-core CPU
-shared with other jobs at load average ≈ 20)::
+Usage (from the repository root; measured 19 and 17 minutes for seeds 0 and 1, one after the
+other on one thread, with the CPU's other core busy with other jobs)::
 
     python demos/train_seed_models.py                      # seeds 0 and 1, the README's numbers
     python demos/train_seed_models.py --data ../shared/data --seeds 0 1 --steps 400
