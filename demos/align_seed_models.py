@@ -11,6 +11,11 @@ weights in
   training text zeroed (those tokens never occur: the full softmax only trains their logits
   down, along a direction shared by all of them, so what tells them apart is their random
   initial embedding, which differs between seeds and is noise to the correlation);
+* ``embedding_deflated``: the whole vocabulary with the basis's top ``--deflate`` principal
+  directions over tokens projected out (beyond the paper: in these models one direction, the
+  unseen tokens' shared shift, carries ~90% of the basis's variance over tokens and so dominates
+  every projection's correlation whatever the layer; removing it is a d x d projection of the
+  basis, so the columns stay one per token);
 * ``raw``: the same pipeline on raw d_model coordinates (the baseline),
 
 and scores each against what the answer should be:
@@ -132,6 +137,20 @@ def seen_token_basis(view: Any, seen: torch.Tensor) -> torch.Tensor:
     return view.W_U.float() * seen.to(torch.float32)
 
 
+def deflated_basis(view: Any, k: int) -> tuple[torch.Tensor, list[float], torch.Tensor]:
+    """``W_U`` with its top ``k`` principal directions over tokens projected out of ``d_model``.
+
+    Returns the basis (still ``[d_model, d_vocab]``), the share of the basis's variance over
+    tokens that each removed direction carried, and the directions (``[d_model, k]``).
+    """
+    w = view.W_U.float()
+    centred = w - w.mean(1, keepdim=True)
+    u, sv, _ = torch.linalg.svd(centred, full_matrices=False)
+    top = u[:, :k]
+    share = (sv[:k] ** 2 / (sv**2).sum()).tolist()
+    return w - top @ (top.T @ w), share, top
+
+
 def summarise(result: Any, ref: dict[str, Any]) -> dict[str, Any]:
     """Scores of one alignment: layers against the same index, heads/neurons against activations."""
     score = result.score(expected_heads=ref["heads"], expected_neurons=ref["neurons"])
@@ -194,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ref-seqs", type=int, default=32, help="validation sequences for the activation reference"
     )
     p.add_argument("--ref-len", type=int, default=64, help="their length in tokens")
+    p.add_argument(
+        "--deflate",
+        type=int,
+        default=1,
+        help="principal directions projected out of the basis for 'embedding_deflated'",
+    )
     p.add_argument("--out", type=Path, default=Path("align-seed-out"))
     p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
     args = p.parse_args(argv)
@@ -236,6 +261,28 @@ def main(argv: list[str] | None = None) -> int:
             for v in views
         ],
     }
+    deflated = [deflated_basis(v, args.deflate) for v in views]
+    spaces["embedding_deflated"] = [
+        EmbeddingSpace(v, read=basis, write=basis)
+        for v, (basis, _, _) in zip(views, deflated, strict=True)
+    ]
+    # What the top direction is: |cosine| with the unseen tokens' mean row minus the seen ones'.
+    unseen_shift = (
+        [
+            abs(
+                float(
+                    torch.nn.functional.cosine_similarity(
+                        top[:, 0],
+                        v.W_U.float()[:, ~seen].mean(1) - v.W_U.float()[:, seen].mean(1),
+                        dim=0,
+                    )
+                )
+            )
+            for v, (_, _, top) in zip(views, deflated, strict=True)
+        ]
+        if args.deflate > 0 and not bool(seen.all())
+        else []
+    )
     results: dict[str, Any] = {}
     for name, (sa, sb) in spaces.items():
         results[name] = summarise(align(sa, sb, aggregate=args.aggregate), ref)
@@ -251,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_heads": spec.n_heads,
         "d_mlp": spec.d_mlp,
         "tokens_seen_in_training": int(seen.sum()),
+        "deflated_directions_variance_share": [share for _, share, _ in deflated],
+        "top_direction_abs_cosine_with_unseen_minus_seen_mean": unseen_shift,
         "d_vocab": d_vocab,
         "chance": {
             "heads": 1 / spec.n_heads,
@@ -274,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{spec.n_layers} layers, {spec.n_heads} heads, {spec.d_mlp} neurons per layer; "
         f"{int(seen.sum()):,} of {d_vocab:,} tokens seen in training; aggregate {args.aggregate}"
     )
+    print(
+        f"deflated: the top {args.deflate} direction(s) of W_U over tokens carried "
+        + " and ".join(", ".join(f"{x:.1%}" for x in share) for _, share, _ in deflated)
+        + " of its variance (A, B); |cosine| of the top one with the unseen tokens' mean row "
+        + "minus the seen ones': "
+        + ", ".join(f"{x:.4f}" for x in unseen_shift)
+    )
     for kind in ("heads", "neurons"):
         s = ref["strength"][kind]
         print(
@@ -284,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             + ")"
         )
     print(
-        f"{'space':16s} {'layers':>7s} {'rank':>5s} {'heads':>6s} {'neurons':>8s}  per group "
+        f"{'space':18s} {'layers':>7s} {'rank':>5s} {'heads':>6s} {'neurons':>8s}  per group "
         "(fraction matched / mean rank)"
     )
     for name, r in results.items():
@@ -295,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             if g != "combined"
         )
         print(
-            f"{name:16s} {comb['fraction_matched']:7.2f} {comb['mean_rank']:5.2f} "
+            f"{name:18s} {comb['fraction_matched']:7.2f} {comb['mean_rank']:5.2f} "
             f"{r['heads_agree_with_activations']:6.3f} {r['neurons_agree_with_activations']:8.3f}"
             f"  {groups}"
         )

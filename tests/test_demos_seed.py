@@ -101,7 +101,7 @@ def test_a_model_aligned_with_itself_is_matched_in_every_space(models, data, tmp
     )  # fmt: skip
     assert code == 0
     out = json.loads((tmp_path / "align_seed_models.json").read_text())
-    assert set(out["results"]) == {"embedding", "embedding_seen", "raw"}
+    assert set(out["results"]) == {"embedding", "embedding_seen", "embedding_deflated", "raw"}
     for result in out["results"].values():
         assert result["layer_match"] == [0, 1]
         assert result["heads_agree_with_activations"] == 1.0
@@ -163,3 +163,21 @@ def test_embedding_drift_is_measured_against_the_initial_draw(data, tmp_path):
     assert train([*args, "--steps", "5"]) == 0
     metrics = json.loads((tmp_path / "wt2-llama4-seed3" / "metrics.json").read_text())
     assert metrics["model"]["init_cosine_seen"] < 0.999
+
+
+def sv_max(w: torch.Tensor) -> float:
+    return float(torch.linalg.svdvals(w)[0])
+
+
+def test_deflating_the_basis_removes_its_top_directions_over_tokens():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 50) * torch.tensor([5.0, 3.0, 1.0, 1.0, 1.0, 1.0])[:, None]
+    basis, share, top = demo("align_seed_models").deflated_basis(SimpleNamespace(W_U=w), 2)
+    assert (top.T @ basis).abs().max() < 1e-4 * sv_max(w)
+    sv = torch.linalg.svdvals(w - w.mean(1, keepdim=True))
+    assert share == pytest.approx((sv[:2] ** 2 / (sv**2).sum()).tolist())
+    deflated = torch.linalg.svdvals(basis - basis.mean(1, keepdim=True))
+    torch.testing.assert_close(deflated[:4], sv[2:])  # the rest of the spectrum is untouched
+    assert deflated[4:].abs().max() < 1e-4 * sv[0]
