@@ -53,7 +53,13 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import data_dir, encode_lines, load_seed_model, models_dir  # noqa: E402
+from seed_models import (  # noqa: E402
+    data_dir,
+    deflated_basis,
+    encode_lines,
+    load_seed_model,
+    models_dir,
+)
 
 
 def corr_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -135,20 +141,6 @@ def reference_matches(folder_a: Path, folder_b: Path, tokens: torch.Tensor) -> d
 def seen_token_basis(view: Any, seen: torch.Tensor) -> torch.Tensor:
     """``W_U`` (``[d_model, d_vocab]``) with the columns of unseen tokens zeroed."""
     return view.W_U.float() * seen.to(torch.float32)
-
-
-def deflated_basis(view: Any, k: int) -> tuple[torch.Tensor, list[float], torch.Tensor]:
-    """``W_U`` with its top ``k`` principal directions over tokens projected out of ``d_model``.
-
-    Returns the basis (still ``[d_model, d_vocab]``), the share of the basis's variance over
-    tokens that each removed direction carried, and the directions (``[d_model, k]``).
-    """
-    w = view.W_U.float()
-    centred = w - w.mean(1, keepdim=True)
-    u, sv, _ = torch.linalg.svd(centred, full_matrices=False)
-    top = u[:, :k]
-    share = (sv[:k] ** 2 / (sv**2).sum()).tolist()
-    return w - top @ (top.T @ w), share, top
 
 
 def summarise(result: Any, ref: dict[str, Any]) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def test_deflating_the_basis_removes_its_top_directions_over_tokens():
 
     torch.manual_seed(0)
     w = torch.randn(6, 50) * torch.tensor([5.0, 3.0, 1.0, 1.0, 1.0, 1.0])[:, None]
-    basis, share, top = demo("align_seed_models").deflated_basis(SimpleNamespace(W_U=w), 2)
+    basis, share, top = demo("seed_models").deflated_basis(SimpleNamespace(W_U=w), 2)
     assert (top.T @ basis).abs().max() < 1e-4 * sv_max(w)
     sv = torch.linalg.svdvals(w - w.mean(1, keepdim=True))
     assert share == pytest.approx((sv[:2] ** 2 / (sv**2).sum()).tolist())
