@@ -8,8 +8,14 @@ weights in
 * ``embedding``: the paper's method, correlations over the whole vocabulary (``W_E`` reads,
   ``W_U`` writes; tied here, so one matrix);
 * ``embedding_seen``: the same with the basis columns of tokens that never occur in the
-  training text zeroed (those tokens keep their random initial embeddings, which differ between
-  seeds and are pure noise to the correlation);
+  training text zeroed (those tokens never occur: the full softmax only trains their logits
+  down, along a direction shared by all of them, so what tells them apart is their random
+  initial embedding, which differs between seeds and is noise to the correlation);
+* ``embedding_deflated``: the whole vocabulary with the basis's top ``--deflate`` principal
+  directions over tokens projected out (beyond the paper: in these models one direction, the
+  unseen tokens' shared shift, carries ~90% of the basis's variance over tokens and so dominates
+  every projection's correlation whatever the layer; removing it is a d x d projection of the
+  basis, so the columns stay one per token);
 * ``raw``: the same pipeline on raw d_model coordinates (the baseline),
 
 and scores each against what the answer should be:
@@ -47,7 +53,13 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import data_dir, encode_lines, load_seed_model, models_dir  # noqa: E402
+from seed_models import (  # noqa: E402
+    data_dir,
+    deflated_basis,
+    encode_lines,
+    load_seed_model,
+    models_dir,
+)
 
 
 def corr_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -193,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         "--ref-seqs", type=int, default=32, help="validation sequences for the activation reference"
     )
     p.add_argument("--ref-len", type=int, default=64, help="their length in tokens")
+    p.add_argument(
+        "--deflate",
+        type=int,
+        default=1,
+        help="principal directions projected out of the basis for 'embedding_deflated'",
+    )
     p.add_argument("--out", type=Path, default=Path("align-seed-out"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     folders = args.models or [models_dir() / f"wt2-llama4-seed{s}" for s in (0, 1)]
     for f in folders:
         if not (f / "config.json").is_file():
@@ -233,6 +253,28 @@ def main(argv: list[str] | None = None) -> int:
             for v in views
         ],
     }
+    deflated = [deflated_basis(v, args.deflate) for v in views]
+    spaces["embedding_deflated"] = [
+        EmbeddingSpace(v, read=basis, write=basis)
+        for v, (basis, _, _) in zip(views, deflated, strict=True)
+    ]
+    # What the top direction is: |cosine| with the unseen tokens' mean row minus the seen ones'.
+    unseen_shift = (
+        [
+            abs(
+                float(
+                    torch.nn.functional.cosine_similarity(
+                        top[:, 0],
+                        v.W_U.float()[:, ~seen].mean(1) - v.W_U.float()[:, seen].mean(1),
+                        dim=0,
+                    )
+                )
+            )
+            for v, (_, _, top) in zip(views, deflated, strict=True)
+        ]
+        if args.deflate > 0 and not bool(seen.all())
+        else []
+    )
     results: dict[str, Any] = {}
     for name, (sa, sb) in spaces.items():
         results[name] = summarise(align(sa, sb, aggregate=args.aggregate), ref)
@@ -248,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_heads": spec.n_heads,
         "d_mlp": spec.d_mlp,
         "tokens_seen_in_training": int(seen.sum()),
+        "deflated_directions_variance_share": [share for _, share, _ in deflated],
+        "top_direction_abs_cosine_with_unseen_minus_seen_mean": unseen_shift,
         "d_vocab": d_vocab,
         "chance": {
             "heads": 1 / spec.n_heads,
@@ -271,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{spec.n_layers} layers, {spec.n_heads} heads, {spec.d_mlp} neurons per layer; "
         f"{int(seen.sum()):,} of {d_vocab:,} tokens seen in training; aggregate {args.aggregate}"
     )
+    print(
+        f"deflated: the top {args.deflate} direction(s) of W_U over tokens carried "
+        + " and ".join(", ".join(f"{x:.1%}" for x in share) for _, share, _ in deflated)
+        + " of its variance (A, B); |cosine| of the top one with the unseen tokens' mean row "
+        + "minus the seen ones': "
+        + ", ".join(f"{x:.4f}" for x in unseen_shift)
+    )
     for kind in ("heads", "neurons"):
         s = ref["strength"][kind]
         print(
@@ -281,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             + ")"
         )
     print(
-        f"{'space':16s} {'layers':>7s} {'rank':>5s} {'heads':>6s} {'neurons':>8s}  per group "
+        f"{'space':18s} {'layers':>7s} {'rank':>5s} {'heads':>6s} {'neurons':>8s}  per group "
         "(fraction matched / mean rank)"
     )
     for name, r in results.items():
@@ -292,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             if g != "combined"
         )
         print(
-            f"{name:16s} {comb['fraction_matched']:7.2f} {comb['mean_rank']:5.2f} "
+            f"{name:18s} {comb['fraction_matched']:7.2f} {comb['mean_rank']:5.2f} "
             f"{r['heads_agree_with_activations']:6.3f} {r['neurons_agree_with_activations']:8.3f}"
             f"  {groups}"
         )

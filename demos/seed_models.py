@@ -8,6 +8,8 @@ the seed, then compare them. This module holds what they share:
   to the repository root) and where trained models go (``$TL_EMBSPACE_CACHE`` or
   ``~/.cache/tl_embspace``, under ``seed-models/``: never inside the repository);
 * the tokenizer (SmolLM2's, from the offline zoo, or any saved Hugging Face tokenizer folder);
+* :func:`deflated_basis`: ``W_U`` with its dominant directions over tokens projected out (the
+  unseen tokens' shared shift dominates these models' embedding);
 * :func:`load_seed_model`: a saved model folder (``save_pretrained`` of a ``LlamaForCausalLM``
   plus its tokenizer) as a TransformerLens model: a ``TransformerBridge`` (TransformerLens 3
   and 4) or a ``HookedTransformer`` (3 only), built by the zoo's own offline builders.
@@ -58,6 +60,20 @@ def encode_lines(tokenizer: Any, lines: list[str]) -> list[list[int]]:
     if backend is not None:
         return [e.ids for e in backend.encode_batch(lines, add_special_tokens=False)]
     return [tokenizer.encode(line, add_special_tokens=False) for line in lines]
+
+
+def deflated_basis(view: Any, k: int) -> tuple[torch.Tensor, list[float], torch.Tensor]:
+    """``W_U`` with its top ``k`` principal directions over tokens projected out of ``d_model``.
+
+    Returns the basis (still ``[d_model, d_vocab]``), the share of the basis's variance over
+    tokens that each removed direction carried, and the directions (``[d_model, k]``).
+    """
+    w = view.W_U.float()
+    centred = w - w.mean(1, keepdim=True)
+    u, sv, _ = torch.linalg.svd(centred, full_matrices=False)
+    top = u[:, :k]
+    share = (sv[:k] ** 2 / (sv**2).sum()).tolist()
+    return w - top @ (top.T @ w), share, top
 
 
 def load_seed_model(

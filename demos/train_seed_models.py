@@ -7,15 +7,19 @@ evaluated on ``valid.txt``. Everything that differs between the two models is th
 the initial weights and the order of the training batches.
 
 The tied embedding keeps the 49k-token vocabulary to one ``[49152, d_model]`` matrix; on a
-2-core CPU the output softmax dominates the cost. Each model is saved with ``save_pretrained``
+2-core CPU the output softmax dominates the cost. The softmax runs over the whole vocabulary,
+although the training text contains only 13,618 of its tokens: the others never occur, but the
+full normaliser trains their logits down, and without it (``--softmax seen``, ~3x cheaper per
+step) they keep their random initial embeddings and the model does worse than the unigram
+baseline over the whole vocabulary. Each model is saved with ``save_pretrained``
 (weights, config and tokenizer) into ``<cache>/seed-models/<name>-seed<seed>``
 (``$TL_EMBSPACE_CACHE`` or ``~/.cache/tl_embspace``; never the repository), with a
 ``metrics.json`` holding its validation loss and perplexity next to a unigram baseline (the
 training set's smoothed token frequencies), so a reader can tell it learned something.
 ``seed_models.load_seed_model(folder)`` reloads it as a TransformerLens model.
 
-Usage (from the repository root; measured 56 minutes per model, both at once, on a 2-core CPU
-shared with other jobs at load average ≈ 20)::
+Usage (from the repository root; measured 19 and 17 minutes for seeds 0 and 1, one after the
+other on one thread, with the CPU's other core busy with other jobs)::
 
     python demos/train_seed_models.py                      # seeds 0 and 1, the README's numbers
     python demos/train_seed_models.py --data ../shared/data --seeds 0 1 --steps 400
@@ -118,6 +122,31 @@ def make_model(args, vocab: int, seed: int):
     return LlamaForCausalLM(config)
 
 
+@torch.no_grad()
+def embedding_drift(model, seed: int, active: torch.Tensor) -> dict:
+    """How far training moved the tied embedding from its initial draw, seen vs unseen tokens.
+
+    The initial embedding is drawn again (same config, same seed: the same draws). Returns the
+    mean cosine of each row with its initial value, for the training text's tokens and for the
+    others, and for the others how shared their change is: the norm of their mean change over
+    the mean norm of their changes (1 when every unseen row moved by the same vector).
+    """
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    init = LlamaForCausalLM(model.config).get_input_embeddings().weight
+    final = model.get_input_embeddings().weight
+    unseen = torch.ones(len(final), dtype=torch.bool)
+    unseen[active] = False
+    cosine = torch.nn.functional.cosine_similarity(final.double(), init.double(), dim=1)
+    change = (final - init)[unseen].double()
+    return {
+        "init_cosine_seen": float(cosine[~unseen].mean()),
+        "init_cosine_unseen": float(cosine[unseen].mean()),
+        "unseen_change_shared": float(change.mean(0).norm() / change.norm(dim=1).mean()),
+    }
+
+
 def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int) -> dict:
     """Train, evaluate and save one model; return its metrics."""
     vocab = len(tokenizer)
@@ -133,12 +162,18 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
         return 0.1 + 0.45 * (1 + math.cos(math.pi * done))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    # The softmax runs over the tokens the training text contains (its "active" vocabulary):
-    # the others never occur as inputs or targets, and leaving them out of the normaliser makes
-    # a step ~3x cheaper. They keep their initial embeddings; evaluation uses the full softmax.
+    # The softmax runs over the whole vocabulary by default, so that the logits of tokens the
+    # training text never contains are trained down too (they sit in every normaliser). With
+    # ``--softmax seen`` it runs over the tokens the training text contains only (about 3x
+    # cheaper per step), which leaves the others at their random initial embeddings: the model
+    # then does worse than the unigram baseline over the whole vocabulary.
     active = torch.unique(train)
-    position = torch.full((vocab,), -100, dtype=torch.long)
-    position[active] = torch.arange(len(active))
+    if args.softmax == "seen":
+        columns = active
+        position = torch.full((vocab,), -100, dtype=torch.long)
+        position[active] = torch.arange(len(active))
+    else:
+        columns, position = None, torch.arange(vocab)
     start = time.perf_counter()
     perm = torch.randperm(len(train), generator=order)
     cursor = 0
@@ -149,9 +184,10 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
         x = train[perm[cursor : cursor + args.batch]]
         cursor += args.batch
         hidden = model.model(input_ids=x).last_hidden_state[:, :-1]
-        logits = hidden @ model.lm_head.weight[active].T
+        unembed = model.lm_head.weight if columns is None else model.lm_head.weight[columns]
+        logits = hidden @ unembed.T
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, len(active)), position[x[:, 1:]].reshape(-1)
+            logits.reshape(-1, unembed.shape[0]), position[x[:, 1:]].reshape(-1)
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,6 +217,7 @@ def train_one(args, tokenizer, train: torch.Tensor, val: torch.Tensor, seed: int
         "train_seconds": round(train_s, 1),
         "active_vocab": len(active),
         "tokens_seen": args.steps * args.batch * args.seq_len,
+        **embedding_drift(model, seed, active),
     }
 
 
@@ -199,13 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="wt2-llama4", help="model folder prefix")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--n-layers", type=int, default=4)
-    p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--d-mlp", type=int, default=256)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--d-mlp", type=int, default=512)
     p.add_argument("--n-heads", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=700)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--softmax",
+        default="full",
+        choices=["full", "seen"],
+        help="normalise over the whole vocabulary (default) or over the training text's tokens",
+    )
     p.add_argument("--max-train-tokens", type=int, help="cap on training tokens (default: all)")
     p.add_argument("--max-val-tokens", type=int, default=16384)
     p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
@@ -249,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     "val_perplexity": math.exp(loss),
                     "val_loss_training_vocab": loss_active,
                     "val_perplexity_training_vocab": math.exp(loss_active),
+                    **embedding_drift(model, seed, active),
                 }
             )
     else:
@@ -273,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({math.exp(baseline):.1f}); over the training vocabulary "
             f"{r['val_loss_training_vocab']:.3f} ({r['val_perplexity_training_vocab']:.1f}) vs "
             f"unigram {baseline_active:.3f} ({math.exp(baseline_active):.1f}); trained "
-            f"{r['train_seconds']} s -> {r['folder']}"
+            f"{r['train_seconds']} s -> {r['folder']}; embedding rows' cosine with their "
+            f"initial value: seen tokens {r['init_cosine_seen']:.3f}, unseen "
+            f"{r['init_cosine_unseen']:.3f} (unseen change shared {r['unseen_change_shared']:.3f})"
         )
     return 0
 

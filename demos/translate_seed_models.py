@@ -8,7 +8,10 @@ whose residual basis is unrelated (another seed), by rewriting the head to read 
   ``E = W_U`` of the folded models, explicit) — no activations, no labels: the paper's
   zero-pass stitching;
 * ``vocabulary_seen``: the same formula over the tokens seen in training only
-  (``vocabulary_map_from_bases`` on those columns; the others are untrained noise);
+  (``vocabulary_map_from_bases`` on those columns; the others are only trained down, and
+  otherwise keep their random initial embeddings);
+* ``vocabulary_deflated``: the same formula with each model's top principal direction of ``W_U``
+  over tokens projected out of its basis (beyond the paper; see ``align_seed_models.py``);
 * baselines: ``chance`` (the training sample's majority class), ``identity`` (A's head on B's
   raw coordinates), and ``procrustes`` / ``least_squares`` maps B -> A fitted on a small
   *unlabelled* sample of paired hidden states (the same sentences through both models): the
@@ -38,13 +41,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_models import data_dir, encode_lines, load_seed_model, models_dir  # noqa: E402
+from seed_models import (  # noqa: E402
+    data_dir,
+    deflated_basis,
+    encode_lines,
+    load_seed_model,
+    models_dir,
+)
 
 METHODS = (
     "chance",
     "identity",
     "vocabulary",
     "vocabulary_seen",
+    "vocabulary_deflated",
     "procrustes",
     "least_squares",
     "A_on_A",
@@ -167,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--l2", type=float, default=1e-3)
     p.add_argument("--out", type=Path, default=Path("translate-seed-out"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: 1)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     folders = args.models or [models_dir() / f"wt2-llama4-seed{s}" for s in (0, 1)]
     for f in folders:
         if not (f / "config.json").is_file():
@@ -209,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         method="vocabulary",
         provenance={"basis": "W_U (folded), seen-token columns", "n_tokens": int(seen.sum())},
     )
+    vocab_deflated = LinearMap(
+        vocabulary_map_from_bases(deflated_basis(views[1], 1)[0], deflated_basis(views[0], 1)[0]),
+        method="vocabulary",
+        provenance={"basis": "W_U (folded), top direction over tokens projected out"},
+    )
     d_a, d_b = views[0].spec.d_model, views[1].spec.d_model
     table: dict[str, dict[str, list[float]]] = {}
     for layer in layers:
@@ -229,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             maps = {
                 "vocabulary": vocab_map,
                 "vocabulary_seen": vocab_seen,
+                "vocabulary_deflated": vocab_deflated,
                 "procrustes": procrustes_map(pool_b[pr], pool_a[pr]),
                 "least_squares": least_squares_map(pool_b[pr], pool_a[pr]),
             }
@@ -260,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_pairs": args.n_pairs,
         "vocabulary_map": vocab_map.provenance,
         "vocabulary_seen_map": vocab_seen.provenance,
+        "vocabulary_deflated_map": vocab_deflated.provenance,
         "accuracy": summary,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,7 @@ def test_a_model_aligned_with_itself_is_matched_in_every_space(models, data, tmp
     )  # fmt: skip
     assert code == 0
     out = json.loads((tmp_path / "align_seed_models.json").read_text())
-    assert set(out["results"]) == {"embedding", "embedding_seen", "raw"}
+    assert set(out["results"]) == {"embedding", "embedding_seen", "embedding_deflated", "raw"}
     for result in out["results"].values():
         assert result["layer_match"] == [0, 1]
         assert result["heads_agree_with_activations"] == 1.0
@@ -129,3 +129,55 @@ def test_a_classifier_carried_to_its_own_model_keeps_its_accuracy(models, data, 
         assert layer["identity"]["runs"] == own
         assert layer["vocabulary"]["runs"] == pytest.approx(own, abs=1 / 30 + 1e-9)
         assert all(0.0 <= x <= 1.0 for m in layer.values() for x in m["runs"])
+
+
+def test_the_full_softmax_trains_unseen_tokens_down(data, tmp_path):
+    # The tiny text uses 40 of the tokenizer's 96 tokens. Normalising over those only
+    # (``--softmax seen``) leaves the other 56 at their initial embeddings, so over the whole
+    # vocabulary the model is worse than one trained with the full softmax (the default).
+    tiny = ["--n-layers", "1", "--d-model", "16", "--d-mlp", "32", "--n-heads", "2",
+            "--seq-len", "8", "--batch", "4", "--steps", "40", "--max-val-tokens", "64",
+            "--data", str(data), "--tokenizer", tm._tokenizer_dir(), "--seeds", "0"]  # fmt: skip
+    train = demo("train_seed_models").main
+    loss = {}
+    for softmax in ("full", "seen"):
+        assert train([*tiny, "--softmax", softmax, "--out", str(tmp_path / softmax)]) == 0
+        metrics = json.loads((tmp_path / softmax / "wt2-llama4-seed0" / "metrics.json").read_text())
+        assert metrics["training_vocab"] == 40
+        loss[softmax] = metrics["model"]["val_loss"]
+    assert loss["full"] < loss["seen"] - 0.1
+
+
+def test_embedding_drift_is_measured_against_the_initial_draw(data, tmp_path):
+    # With no training step the embedding is its initial draw: every row's cosine with the
+    # redrawn initial embedding is 1, after training and when re-evaluated from the saved model.
+    args = ["--n-layers", "1", "--d-model", "16", "--d-mlp", "32", "--n-heads", "2",
+            "--seq-len", "8", "--batch", "4", "--max-val-tokens", "64", "--data", str(data),
+            "--tokenizer", tm._tokenizer_dir(), "--seeds", "3", "--out", str(tmp_path)]  # fmt: skip
+    train = demo("train_seed_models").main
+    for extra in (["--steps", "0"], ["--evaluate-only"]):
+        assert train([*args, *extra]) == 0
+        metrics = json.loads((tmp_path / "wt2-llama4-seed3" / "metrics.json").read_text())
+        assert metrics["model"]["init_cosine_seen"] == pytest.approx(1.0, abs=1e-6)
+        assert metrics["model"]["init_cosine_unseen"] == pytest.approx(1.0, abs=1e-6)
+    assert train([*args, "--steps", "5"]) == 0
+    metrics = json.loads((tmp_path / "wt2-llama4-seed3" / "metrics.json").read_text())
+    assert metrics["model"]["init_cosine_seen"] < 0.999
+
+
+def sv_max(w: torch.Tensor) -> float:
+    return float(torch.linalg.svdvals(w)[0])
+
+
+def test_deflating_the_basis_removes_its_top_directions_over_tokens():
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 50) * torch.tensor([5.0, 3.0, 1.0, 1.0, 1.0, 1.0])[:, None]
+    basis, share, top = demo("seed_models").deflated_basis(SimpleNamespace(W_U=w), 2)
+    assert (top.T @ basis).abs().max() < 1e-4 * sv_max(w)
+    sv = torch.linalg.svdvals(w - w.mean(1, keepdim=True))
+    assert share == pytest.approx((sv[:2] ** 2 / (sv**2).sum()).tolist())
+    deflated = torch.linalg.svdvals(basis - basis.mean(1, keepdim=True))
+    torch.testing.assert_close(deflated[:4], sv[2:])  # the rest of the spectrum is untouched
+    assert deflated[4:].abs().max() < 1e-4 * sv[0]
