@@ -269,3 +269,26 @@ def test_run_no_index_then_atlas_index(tiny, tmp_path, capsys):
     assert code == 0
     with SearchIndex.open(out, build=False) as index:
         assert index.counts()["hits"] == 2 * 2 * index.counts()["params"]
+
+
+def test_run_threads_applies_to_the_job_and_is_restored(tiny, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import tl_embspace.job as job
+
+    seen = []
+    real = job.interpret_model
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "interpret_model", spy)
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    argv = ["run", "--model", TINY, "--out", tmp_path / "out", "--no-progress", "--layers", 1]
+    code, _, _ = _main(capsys, *argv, "--k", 2, "--pair-k", 2, "--threads", wanted)
+    assert code == 0 and seen == [wanted]
+    assert torch.get_num_threads() == before
+    code, _, err = _main(capsys, *argv, "--threads", 0)
+    assert code == 2 and "--threads" in err

@@ -6,9 +6,12 @@ each layer exists) is checked right after loading it, before any work.
 """
 
 import argparse
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .. import zoo
 from ..errors import InvalidArgumentError
@@ -148,6 +151,13 @@ def add_parser(
         default=1,
         help="occurrences in --corpus a token needs" + default,
     )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads for the run (default: torch's own, one per core); on a machine "
+        "busy with other jobs give the free cores: more threads than free cores make the job "
+        "several times slower",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--no-index",
@@ -181,7 +191,6 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..adapters import adapt
     from ..atlas import check_output_folder
-    from ..job import interpret_model
 
     # The job checks it too; checked here first so that a refusal (an existing folder without
     # --overwrite, or one that is not an atlas) comes before the slow model load.
@@ -205,7 +214,30 @@ def _run(args: argparse.Namespace) -> int:
         from ..vocab import count_tokens
 
         corpus = count_tokens(model.tokenizer, args.corpus)
-    out = interpret_model(
+    with _torch_threads(args.threads):
+        out = _interpret(model, args, corpus)
+    print(f"wrote {out} (open {out / 'index.html'})")
+    return 0
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (None: unchanged), then restore them."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _interpret(model: Any, args: argparse.Namespace, corpus: Any) -> Path:
+    from ..job import interpret_model
+
+    return interpret_model(
         model,
         args.out,
         k=args.k,
@@ -223,5 +255,3 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         search_index=not args.no_index,
     )
-    print(f"wrote {out} (open {out / 'index.html'})")
-    return 0
