@@ -16,6 +16,7 @@ import torch
 
 import tl_embspace as te
 from tl_embspace import cli
+from tl_embspace.adapters import WeightView
 from tl_embspace.atlas import Atlas
 from tl_embspace.engine import scores_vocab, topk_columns, topk_vocab, vocab_columns
 from tl_embspace.errors import InvalidArgumentError
@@ -116,6 +117,30 @@ def test_a_pinned_view_checks_once_and_sees_edits_after():
         for p in model.blocks[0].mlp.parameters():
             p.mul_(2)
     torch.testing.assert_close(view.layer(0).W_in, 2 * before)  # outside: checked again
+
+
+def test_release_forgets_one_block_in_the_view_and_the_view_it_wraps():
+    model = tm.bridge("gpt2-mha-tied")
+    base = te.adapt(model)
+    folded = base.folded()
+    kept, released = folded.layer(0), folded.layer(1)
+    inner = base.layer(1)
+    folded.release(-1)  # negative indices count from the end, as in layer()
+    assert folded.layer(0) is kept  # other blocks stay cached
+    again = folded.layer(1)
+    assert again is not released and base.layer(1) is not inner  # read again, both views
+    torch.testing.assert_close(again.W_in, released.W_in)
+    torch.testing.assert_close(again.W_out_written, released.W_out_written)
+
+
+def test_the_job_releases_each_block_after_use(tmp_path, monkeypatch):
+    model = tm.load("gpt2-mha-tied", "bridge")
+    released = []
+    real = WeightView.release
+    monkeypatch.setattr(WeightView, "release", lambda self, l: released.append(l) or real(self, l))
+    interpret_model(model, tmp_path / "out", **OPTIONS, progress=False)
+    n_layers = te.adapt(model).spec.n_layers
+    assert sorted(set(released)) == list(range(n_layers))
 
 
 def _merge_and_single(tmp_path: Path, shards: list[list[int]]) -> tuple[Path, Path]:

@@ -218,6 +218,11 @@ def interpret_model(
             unit="step",
         )
         layer_seconds, stage_seconds = {}, {}
+        # Copying scores keep their definition (raw OV scores, every token) under any vocab.
+        # A hybrid's state-space/convolution layers have no OV circuit: scored layers only.
+        # Scored layer by layer (the same seeded token sample each time), so that each layer's
+        # weights are read once and released before the next.
+        copying_rows, copy_seconds = [], 0.0
         for done, layer in enumerate(layers, start=1):
             t0 = time.perf_counter()
             bar.set_postfix(layer=layer)
@@ -233,19 +238,19 @@ def interpret_model(
             )
             writer.write_layer(layer, vectors, pairs)
             layer_seconds[layer] = round(time.perf_counter() - t0, 2)
+            if layer in spec.attention_layers:
+                t0 = time.perf_counter()
+                copying_rows.append(
+                    copying_scores(raw_space, layers=[layer], n_tokens=copying_tokens)
+                )
+                copy_seconds += time.perf_counter() - t0
+            view.release(layer)
             bar.n = done * steps_per_layer  # layers without a gate/MLP tick fewer times
             bar.refresh()
         bar.close()
-        t0 = time.perf_counter()
-        # Copying scores keep their definition (raw OV scores, every token) under any vocab.
-        # A hybrid's state-space/convolution layers have no OV circuit: scored layers only.
         attn_layers = [layer for layer in layers if layer in spec.attention_layers]
-        copying = (
-            copying_scores(raw_space, layers=attn_layers, n_tokens=copying_tokens)
-            if attn_layers
-            else torch.zeros(0, spec.n_heads)
-        )
-        copy_seconds = round(time.perf_counter() - t0, 2)
+        copying = torch.cat(copying_rows) if copying_rows else torch.zeros(0, spec.n_heads)
+        copy_seconds = round(copy_seconds, 2)
         writer.finish(
             vocab=display_vocab(space, space.write.matrix.shape[1]),
             provenance=asdict(Provenance.of(space)),

@@ -118,6 +118,20 @@ class WeightView(ABC):
         if pinned:
             self._pinned_version = self._seen_version
 
+    @final
+    def release(self, layer: int) -> None:
+        """Forget the cached weights of block ``layer``, here and in the views this one wraps.
+
+        Read blocks stay cached for the view's lifetime; a job that reads each block once
+        (``tl-embspace run``) releases each after use, so that it never holds a copy of every
+        block at once (about 1 GiB for SmolLM2-135M, folded and unfolded). The next access
+        reads the block again; nothing else changes.
+        """
+        self._layers.pop(layer % self.spec.n_layers, None)
+        inner = self._wrapped_view()
+        if inner is not None:
+            inner.release(layer)
+
     def _drop_cache(self) -> None:
         self._layers = {}
         self._globals = None
