@@ -116,7 +116,7 @@ def main() -> None:
     p.add_argument("--reference", type=Path, help="an earlier run's folder to compare with")
     p.add_argument("--keep", type=Path, help="write the output here (default: a temp folder)")
     p.add_argument(
-        "--threads", type=int, default=0, help="torch threads (0: torch's default; 1 on a shared CPU)"
+        "--threads", type=int, default=0, help="torch threads (0: torch's default; 1: shared CPU)"
     )
     args = p.parse_args()
     if args.threads:

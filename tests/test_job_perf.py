@@ -137,7 +137,7 @@ def test_the_job_releases_each_block_after_use(tmp_path, monkeypatch):
     model = tm.load("gpt2-mha-tied", "bridge")
     released = []
     real = WeightView.release
-    monkeypatch.setattr(WeightView, "release", lambda self, l: released.append(l) or real(self, l))
+    monkeypatch.setattr(WeightView, "release", lambda self, i: released.append(i) or real(self, i))
     interpret_model(model, tmp_path / "out", **OPTIONS, progress=False)
     n_layers = te.adapt(model).spec.n_layers
     assert sorted(set(released)) == list(range(n_layers))
