@@ -281,19 +281,26 @@ def test_job_refuses_a_nonlinear_basis_before_writing(tmp_path):
 
 _JOB = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
+    # A background job of a non-interactive shell starts with SIGINT ignored, and Python then
+    # keeps it ignored: restore the usual Ctrl-C behaviour, which is what is under test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {root!r})
     from tests import tinymodels as tm
     import tl_embspace as te
     from tl_embspace import job
 
     real = job.copying_scores
-    def slow(*args, **kwargs):  # the last stage before the swap: the whole atlas is computed
-        open({ready!r}, "w").close()
-        time.sleep(120)
+    def slow(*args, **kwargs):
+        # The last layer's copying score is the job's last step before the swap: by then the
+        # whole atlas is computed.
+        if kwargs.get("layers") == [last]:
+            open({ready!r}, "w").close()
+            time.sleep(120)
         return real(*args, **kwargs)
     job.copying_scores = slow
     model = tm.bridge({case!r})
+    last = te.adapt(model).spec.n_layers - 1
     if {cli!r}:
         from tl_embspace import cli, zoo
         zoo.ZOO.add("tiny-durability", zoo.ZooEntry(
