@@ -910,7 +910,9 @@ def topk_pairs(
     the dense computation's, only faster: on SmolLM2-135M QK/OV circuits (49k x 49k entries)
     2e-4..1e-1 of the entries are scored, 0.015..0.4 times the time of the plain product
     (``benchmarks/bench_pairs.py``; heads whose extremes are not along the leading direction
-    are the slow ones).
+    are the slow ones). Factors whose rows all have similar norms (standardised bases, as in
+    the job's hygiene view) leave the bound little to prune: there OV circuits score ~45% of
+    their entries on average (``bench_pairs.py --job-view hygiene``).
 
     Args:
         left: ``[n_rows, rank]`` row factor (e.g. ``W_E @ W_V``).
