@@ -13,11 +13,17 @@ import torch
 
 
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run the block with one intra-op thread, restoring the caller's setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (None: unchanged), then restore them."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+
+
+def single_threaded() -> contextlib.AbstractContextManager[None]:
+    """Run the block with one intra-op thread, restoring the caller's setting afterwards."""
+    return torch_threads(1)

@@ -6,14 +6,13 @@ each layer exists) is checked right after loading it, before any work.
 """
 
 import argparse
-import contextlib
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import zoo
+from .._linalg import torch_threads
 from ..errors import InvalidArgumentError
 from ..space import BASIS_NAMES
 
@@ -214,24 +213,10 @@ def _run(args: argparse.Namespace) -> int:
         from ..vocab import count_tokens
 
         corpus = count_tokens(model.tokenizer, args.corpus)
-    with _torch_threads(args.threads):
+    with torch_threads(args.threads):
         out = _interpret(model, args, corpus)
     print(f"wrote {out} (open {out / 'index.html'})")
     return 0
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` intra-op threads (None: unchanged), then restore them."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _interpret(model: Any, args: argparse.Namespace, corpus: Any) -> Path:
