@@ -22,6 +22,9 @@ Usage::
     python benchmarks/bench_pairs.py --every --brute 0 --sample 4 --threads 1
         # engine on all 540 head matrices, GEMM floor and brute force on 4 seeded ones,
         # the aggregate engine/floor ratio and the worst heads
+    python benchmarks/bench_pairs.py --screen off ...
+        # the engine without its bfloat16 screen (default auto: where exact and faster);
+        # sampled heads always print the unscreened time beside the engine's
 """
 
 import argparse
@@ -33,11 +36,12 @@ import time
 
 import torch
 
-from tl_embspace.engine import PairTopK, topk_pairs_both
+from tl_embspace.engine import PairTopK, _bfloat16_screen, topk_pairs_both
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE = os.path.join(tempfile.gettempdir(), "tl_embspace_smollm2_attn.pt")
 N_HEADS, N_KV_HEADS, D_HEAD = 9, 3, 64
+SCREEN = {"auto": None, "on": True, "off": False}  # --screen -> topk_pairs_both(screen=...)
 
 
 def load_weights() -> dict[str, torch.Tensor] | None:
@@ -165,7 +169,10 @@ def every_head(args, make, n_layers: int) -> None:
         f"\nfloor and brute force on {len(sampled)} sampled head matrices (seed {args.seed}), "
         f"then the engine on all {len(heads)} in a seeded random order"
     )
-    print("head          engine s  floor s  (buffered)  brute s  engine/floor  identical")
+    print(
+        "head          engine s  unscreened s  floor s  (buffered)  brute s  engine/floor"
+        "  identical"
+    )
     floors, buffered, mismatches = [], [], 0
     for index in sampled:
         layer, head, kind = heads[index]
@@ -173,17 +180,20 @@ def every_head(args, make, n_layers: int) -> None:
         floor = gemm_floor(left, right)
         floor_buffered = gemm_floor(left, right, buffered=True)
         t0 = time.perf_counter()
-        top, bottom = topk_pairs_both(left, right, args.k)
+        top, bottom = topk_pairs_both(left, right, args.k, screen=SCREEN[args.screen])
         seconds = time.perf_counter() - t0
+        unscreened = topk_pairs_both(left, right, args.k, screen=False)
+        unscreened_s = time.perf_counter() - t0 - seconds
         brute = topk_pairs_both(left, right, args.k, prune=False)
-        brute_s = time.perf_counter() - t0 - seconds
+        brute_s = time.perf_counter() - t0 - seconds - unscreened_s
         ok = all(same(b, p)[0] for b, p in zip(brute, (top, bottom), strict=True))
+        ok = ok and all(same(b, p)[0] for b, p in zip(brute, unscreened, strict=True))
         mismatches += not ok
         floors.append(floor)
         buffered.append(floor_buffered)
         print(
-            f"L{layer} h{head} {kind:<6}  {seconds:8.3f}  {floor:7.2f}  {floor_buffered:10.2f}"
-            f"  {brute_s:7.2f}"
+            f"L{layer} h{head} {kind:<6}  {seconds:8.3f}  {unscreened_s:12.3f}  {floor:7.2f}"
+            f"  {floor_buffered:10.2f}  {brute_s:7.2f}"
             f"  {seconds / floor:12.4f}  {ok}",
             flush=True,
         )
@@ -199,7 +209,7 @@ def every_head(args, make, n_layers: int) -> None:
         layer, head, kind = heads[index]
         left, right = make(layer, head, kind)
         t0 = time.perf_counter()
-        top, _ = topk_pairs_both(left, right, args.k)
+        top, _ = topk_pairs_both(left, right, args.k, screen=SCREEN[args.screen])
         seconds = time.perf_counter() - t0
         scored = top.scored / (left.shape[0] * right.shape[0])
         engine.append((seconds, scored, f"L{layer} h{head} {kind}"))
@@ -287,6 +297,9 @@ def main() -> None:
         "weights; hygiene: masked and standardised), instead of the raw GGUF weights",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--screen", choices=tuple(SCREEN), default="auto", help="the engine's bfloat16 screen"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.threads:
@@ -307,7 +320,11 @@ def main() -> None:
         make = lambda layer, head, kind: real_factors(weights, layer, head, kind)  # noqa: E731
     if args.layers:
         n_layers = min(n_layers, args.layers)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, k={args.k}")
+    exact, fast = _bfloat16_screen(torch.device("cpu"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, k={args.k}; bfloat16 "
+        f"screen: {args.screen} (this CPU: exact {exact}, faster {fast})"
+    )
     if args.every:
         every_head(args, make, n_layers)
         return
@@ -328,7 +345,7 @@ def main() -> None:
         t0 = time.perf_counter()
         brute = topk_pairs_both(left, right, args.k, prune=False)
         t1 = time.perf_counter()
-        pruned = topk_pairs_both(left, right, args.k)
+        pruned = topk_pairs_both(left, right, args.k, screen=SCREEN[args.screen])
         t2 = time.perf_counter()
         checks = [same(b, p) for b, p in zip(brute, pruned, strict=True)]
         ok = all(c[0] for c in checks)
@@ -348,7 +365,7 @@ def main() -> None:
                 for kind in ("qk", "ov"):
                     left, right = make(layer, head, kind)
                     t0 = time.perf_counter()
-                    top, _ = topk_pairs_both(left, right, args.k)
+                    top, _ = topk_pairs_both(left, right, args.k, screen=SCREEN[args.screen])
                     total = left.shape[0] * right.shape[0]
                     name = f"L{layer} h{head} {kind}"
                     runs.append((time.perf_counter() - t0, top.scored / total, name))

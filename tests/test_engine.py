@@ -12,7 +12,7 @@ import torch
 
 from tl_embspace import engine
 from tl_embspace.engine import PairTopK, scores_vocab, topk_pairs, topk_pairs_both, topk_vocab
-from tl_embspace.errors import FilterError
+from tl_embspace.errors import FilterError, OptionError
 
 # ---------------------------------------------------------------------------------------------
 # References
@@ -63,6 +63,15 @@ def assert_pairs_equal(result: PairTopK, reference):
     assert torch.equal(result.rows, rows)
     assert torch.equal(result.cols, cols)
     assert torch.equal(result.values, values)
+
+
+# The pair search with and without its bfloat16 screen; the screen only where this CPU
+# accumulates bfloat16 products in float32 (the engine refuses to force it elsewhere).
+SCREEN_EXACT = engine._bfloat16_screen(torch.device("cpu"))[0]
+SCREENS = [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(not SCREEN_EXACT, reason="no exact bf16 here")),
+]
 
 
 def heavy_tailed_ints(gen, n, rank, spread=2.0, cap=60):
@@ -251,8 +260,9 @@ def test_topk_vocab_memory_is_bounded_by_chunks(monkeypatch, block_sizes):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("screen", SCREENS)
 @pytest.mark.parametrize("seed", range(40))
-def test_topk_pairs_matches_dense_exactly(seed):
+def test_topk_pairs_matches_dense_exactly(seed, screen):
     gen = torch.Generator().manual_seed(seed)
     square = seed % 3 == 0
     n_rows = int(torch.randint(1, 400, (1,), generator=gen))
@@ -282,31 +292,35 @@ def test_topk_pairs_matches_dense_exactly(seed):
     kwargs = dict(row_mask=row_mask, col_mask=col_mask, exclude_same=exclude_same)
     block_rows = int(torch.randint(1, 300, (1,), generator=gen))
 
-    top, bottom = topk_pairs_both(left, right, k, block_rows=block_rows, **kwargs)
+    top, bottom = topk_pairs_both(left, right, k, block_rows=block_rows, screen=screen, **kwargs)
     assert_pairs_equal(top, dense_pairs_topk(left, right, k, True, **kwargs))
     assert_pairs_equal(bottom, dense_pairs_topk(left, right, k, False, **kwargs))
     # The one-sided calls and the unpruned path agree with the shared pass.
     for largest, both_result in ((True, top), (False, bottom)):
-        one = topk_pairs(left, right, k, largest=largest, block_rows=block_rows, **kwargs)
+        one = topk_pairs(
+            left, right, k, largest=largest, block_rows=block_rows, screen=screen, **kwargs
+        )
         brute = topk_pairs(left, right, k, largest=largest, prune=False, **kwargs)
         for other in (one, brute):
             assert_pairs_equal(other, (both_result.values, both_result.rows, both_result.cols))
 
 
+@pytest.mark.parametrize("screen", SCREENS)
 @pytest.mark.parametrize("seed", range(4))
-def test_topk_pairs_exact_beyond_the_seed_block_and_actually_prunes(seed):
+def test_topk_pairs_exact_beyond_the_seed_block_and_actually_prunes(seed, screen):
     # Larger than the 1024 x 1024 seed, so thresholds start loose and the slabs matter.
     gen = torch.Generator().manual_seed(1000 + seed)
     left = heavy_tailed_ints(gen, 2600, 8, spread=1.5, cap=40)
     right = heavy_tailed_ints(gen, 2300, 8, spread=1.5, cap=40)
     k = [1, 50, 200, 7][seed]
-    top, bottom = topk_pairs_both(left, right, k, exclude_same=False)
+    top, bottom = topk_pairs_both(left, right, k, exclude_same=False, screen=screen)
     assert_pairs_equal(top, dense_pairs_topk(left, right, k, True))
     assert_pairs_equal(bottom, dense_pairs_topk(left, right, k, False))
     assert top.scored < 0.5 * 2600 * 2300
 
 
-def test_topk_pairs_continuous_heavy_tailed_factors_give_a_correct_topk():
+@pytest.mark.parametrize("screen", SCREENS)
+def test_topk_pairs_continuous_heavy_tailed_factors_give_a_correct_topk(screen):
     gen = torch.Generator().manual_seed(5)
     mix = torch.randn(12, 12, generator=gen) * torch.logspace(0, -1, 12)
 
@@ -318,7 +332,7 @@ def test_topk_pairs_continuous_heavy_tailed_factors_give_a_correct_topk():
     right = right + 0.5  # a shared offset: the bottom entries hide behind it
     dense = left @ right.T
     for largest in (True, False):
-        result = topk_pairs(left, right, 40, largest=largest)
+        result = topk_pairs(left, right, 40, largest=largest, screen=screen)
         sign = 1.0 if largest else -1.0
         assert torch.allclose(dense[result.rows, result.cols], result.values, rtol=1e-5, atol=1e-4)
         assert len(set(zip(result.rows.tolist(), result.cols.tolist(), strict=True))) == 40
@@ -401,7 +415,8 @@ def test_topk_pairs_low_precision_factors_accumulate_in_float32(dtype):
         "planted_extremes",
     ],
 )
-def test_topk_pairs_degenerate_factors_stay_exact(case):
+@pytest.mark.parametrize("screen", SCREENS)
+def test_topk_pairs_degenerate_factors_stay_exact(case, screen):
     gen = torch.Generator().manual_seed(4)
     left = torch.randint(-9, 10, (180, 6), generator=gen).float()
     right = torch.randint(-9, 10, (160, 6), generator=gen).float()
@@ -434,7 +449,7 @@ def test_topk_pairs_degenerate_factors_stay_exact(case):
         left[177], right[3] = torch.full((6,), 0.5), torch.full((6,), 0.5)
         left[5], right[150] = torch.full((6,), -0.25), torch.full((6,), 0.75)
     k = min(20, left.shape[0] * right.shape[0])
-    top, bottom = topk_pairs_both(left, right, k)
+    top, bottom = topk_pairs_both(left, right, k, screen=screen)
     assert_pairs_equal(top, dense_pairs_topk(left, right, k, True))
     assert_pairs_equal(bottom, dense_pairs_topk(left, right, k, False))
 
@@ -464,3 +479,105 @@ def test_topk_pairs_memory_is_bounded_by_row_blocks(block_sizes):
         assert max(block_sizes) <= 16 * 600  # never the [700, 600] product
         assert sum(block_sizes) == result.scored
         assert_pairs_equal(result, reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bfloat16 screen of the pair search
+# ---------------------------------------------------------------------------------------------
+
+
+def _screen_factors(case: str) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(21)
+    left, right = torch.randn(300, 64, generator=gen), torch.randn(280, 64, generator=gen)
+    if case == "unbalanced":
+        left, right = left * 2.0**12, right * 2.0**-12
+    elif case == "tiny":  # scores near 2**-110, well inside float32's normal range
+        left, right = left * 2.0**-55, right * 2.0**-55
+    elif case == "heavy_tailed":
+        left = left * torch.exp(2 * torch.randn(300, 1, generator=gen))
+        right = right * torch.exp(2 * torch.randn(280, 1, generator=gen))
+    elif case == "offset":  # one shared direction dominates every row, as in embeddings
+        left, right = left + 30.0, right - 20.0
+    elif case == "ill_conditioned":  # factors at very different scales per coordinate
+        scales = torch.logspace(-4, 4, 64)
+        left, right = left * scales, right / scales
+    elif case == "rank_128":
+        left, right = torch.randn(300, 128, generator=gen), torch.randn(280, 128, generator=gen)
+    elif case == "rank_1":
+        left, right = left[:, :1], right[:, :1]
+    return left, right
+
+
+@pytest.mark.skipif(not SCREEN_EXACT, reason="this CPU does not accumulate bf16 in float32")
+@pytest.mark.parametrize(
+    "case",
+    [
+        "gaussian",
+        "unbalanced",
+        "tiny",
+        "heavy_tailed",
+        "offset",
+        "ill_conditioned",
+        "rank_128",
+        "rank_1",
+    ],
+)
+def test_screen_margin_bounds_every_rough_score_and_is_tight(case):
+    """Every bfloat16 score lies within the margin of the float32 one, on every sub-block."""
+    left, right = _screen_factors(case)
+    screen = engine._Screen.of(engine._split_bounds(left, right))
+    rough = (screen.left @ screen.right.T).double()  # bfloat16 product, as the engine's blocks
+    exact = left.double() @ right.double().T
+    score = (left @ right.T).double()
+    gap = (rough - score).abs()
+    all_rows, all_cols = torch.arange(left.shape[0]), torch.arange(right.shape[0])
+    assert float(gap.max()) <= screen.margin(all_rows, all_cols)
+    # Per block the margin uses only that block's norms: check blocks of small-norm rows too.
+    order = torch.argsort(left.norm(dim=1))
+    rows, cols = order[:40], torch.argsort(right.norm(dim=1))[:50]
+    assert float(gap[rows][:, cols].max()) <= screen.margin(rows, cols)
+    # Tight enough to be useful: within ~1% of the largest possible entry (|l| |r| in the
+    # balanced factors), so entries far from the top/bottom threshold are never rescored.
+    scale = float(left.double().norm(dim=1).max() * right.double().norm(dim=1).max())
+    if case not in ("unbalanced", "ill_conditioned"):
+        assert screen.margin(all_rows, all_cols) <= 0.02 * float(exact.abs().max()) + 1e-3 * scale
+
+
+@pytest.mark.skipif(not SCREEN_EXACT, reason="this CPU does not accumulate bf16 in float32")
+def test_screen_rescores_only_a_few_entries_in_float32(monkeypatch):
+    # Rows of equal norm (standardised bases): the norm bound prunes little, the screen a lot.
+    gen = torch.Generator().manual_seed(1001)
+    left = torch.nn.functional.normalize(torch.randn(3000, 64, generator=gen), dim=1)
+    right = torch.nn.functional.normalize(torch.randn(2500, 64, generator=gen), dim=1)
+    entries = {torch.bfloat16: 0, torch.float32: 0, "seed": 0}
+    real = engine._scores_block
+
+    def spy(a, b, buffer=None):
+        out = real(a, b, buffer)
+        entries[out.dtype if buffer is not None else "seed"] += out.numel()
+        return out
+
+    monkeypatch.setattr(engine, "_scores_block", spy)
+    # k small against the seed's 512 x 512 entries, as k = 50 is against 49k x 49k: the seed's
+    # threshold is then close enough that few rows come within the margin.
+    top, bottom = topk_pairs_both(left, right, 5, screen=True)
+    brute = topk_pairs_both(left, right, 5, prune=False)
+    for got, want in zip((top, bottom), brute, strict=True):
+        assert torch.equal(got.rows, want.rows) and torch.equal(got.cols, want.cols)
+        assert torch.allclose(got.values, want.values, rtol=0, atol=1e-6)
+    screened = entries[torch.bfloat16]
+    assert screened > 0.1 * 3000 * 2500  # the bound alone leaves much to score ...
+    assert entries[torch.float32] - 3000 * 2500 < 0.05 * screened  # ... the screen, not much
+    assert top.scored == screened + entries[torch.float32] - 3000 * 2500 + entries["seed"]
+
+
+def test_screen_option_is_checked_and_refused_where_not_exact(monkeypatch):
+    left, right = torch.randn(40, 4), torch.randn(30, 4)
+    # Not a CPU: never screened automatically, and refused when forced.
+    assert engine._bfloat16_screen(torch.device("cuda")) == (False, False)
+    # A CPU whose bfloat16 products fail the float32-accumulation canary: the same.
+    monkeypatch.setattr(engine, "_bfloat16_screen", lambda device: (False, False))
+    with pytest.raises(OptionError, match="screen=True: the bfloat16 screen is exact on CPUs"):
+        topk_pairs(left, right, 3, screen=True)
+    expected = topk_pairs(left, right, 3, screen=False)
+    assert_pairs_equal(topk_pairs(left, right, 3), (expected.values, expected.rows, expected.cols))
