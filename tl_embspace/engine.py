@@ -891,7 +891,7 @@ def _seed(
     scored = 0
     for pool in pools:
         rows, cols = pruner.seed_candidates(pool.largest, min(size, max_rows), size)
-        scores = _scores_block(lhs[rows], rhs[cols].T)
+        scores = _scores_block(lhs.index_select(0, rows), rhs.index_select(0, cols).T)
         scored += scores.numel()
         if exclude_same:
             same = row_ids[rows, None] == col_ids[None, cols]
@@ -971,7 +971,9 @@ def _pairs(
     def score(rows: Tensor, cols: Tensor | None, to: list[_PairPool]) -> None:
         """Score rows x cols (positions; None = all columns) and offer them to pools ``to``."""
         nonlocal scored
-        scores = _scores_block(lhs[rows], rhs.T if cols is None else rhs[cols].T, buffer)
+        # index_select, not lhs[rows]: the same rows, ~10x faster on the CPU (torch 2.13).
+        right_t = rhs.T if cols is None else rhs.index_select(0, cols).T
+        scores = _scores_block(lhs.index_select(0, rows), right_t, buffer)
         scored += scores.numel()
         block_row_ids = row_ids[rows]
         block_col_ids = col_ids if cols is None else col_ids[cols]
@@ -1003,7 +1005,8 @@ def _pairs(
         """Score rows x cols in bfloat16, then in float32 only the rows that may qualify."""
         nonlocal scored
         assert rough is not None and rough_buffer is not None
-        block = _scores_block(rough.left[rows], rough.right[cols].T, rough_buffer)
+        left_rows, right_cols = rough.left.index_select(0, rows), rough.right.index_select(0, cols)
+        block = _scores_block(left_rows, right_cols.T, rough_buffer)
         scored += block.numel()
         margin = rough.margin(rows, cols)
         # Extremes of every few rows, from whole-tensor reductions: on bfloat16 these are
