@@ -40,7 +40,10 @@ _PRUNE_COL_SLAB = 1024
 _PRUNE_WASTE = 2.0
 # Rows x columns scored up front to give each pool a starting threshold (see _seed).
 _PRUNE_SEED = 512
-# The bfloat16 screen (see _Screen) reduces a block's scores in groups of this many rows.
+# The bfloat16 screen (see _Screen) scores blocks in tiles of this many columns (4 MB of
+# bfloat16 for 1,024 rows: the tile stays in cache while it is reduced) and reduces each
+# tile's scores in groups of this many rows.
+_SCREEN_TILE = 2048
 _SCREEN_GROUP = 64
 
 
@@ -908,6 +911,58 @@ def _seed(
     return scored
 
 
+def _pad_repeating(index: Tensor, size: int) -> Tensor:
+    """``index`` extended to ``size`` entries by repeating its first one.
+
+    Padding a product's rows or columns with repeats of one of them leaves every extreme of
+    the product unchanged, so the padded product can be screened as a whole.
+    """
+    if size <= index.numel():
+        return index
+    return torch.cat([index, index[:1].expand(size - index.numel())])
+
+
+def _rows_within(tile: Tensor, pools: list[_PairPool], margin: float) -> list[Tensor | None]:
+    """Per pool, which rows of a bfloat16 tile come within ``margin`` of its threshold.
+
+    None where no entry does (the usual case, told by one whole-tile reduction). Extremes come
+    from whole-tensor reductions over groups of rows first: on bfloat16 these are vectorised,
+    per-row reductions and comparisons are not (torch 2.13: ~2x and ~10x slower), so only the
+    groups that come within the margin are reduced per row.
+    """
+    low, high = (float(v) for v in torch.aminmax(tile))
+    bounds = [pool.threshold() + (-margin if pool.largest else margin) for pool in pools]
+    reach = [
+        (high >= bound) if pool.largest else (low <= bound)
+        for pool, bound in zip(pools, bounds, strict=True)
+    ]
+    if not any(reach):
+        return [None] * len(pools)
+    starts = range(0, tile.shape[0], _SCREEN_GROUP)
+    groups = [torch.aminmax(tile[g : g + _SCREEN_GROUP]) for g in starts]
+    lows = torch.stack([g.min for g in groups]).double()
+    highs = torch.stack([g.max for g in groups]).double()
+    found: list[Tensor | None] = []
+    for pool, bound, reached in zip(pools, bounds, reach, strict=True):
+        if not reached:
+            found.append(None)
+            continue
+        hit = torch.zeros(tile.shape[0], dtype=torch.bool, device=tile.device)
+        near = (highs >= bound) if pool.largest else (lows <= bound)
+        for g in near.nonzero()[:, 0].tolist():
+            part = tile[g * _SCREEN_GROUP : (g + 1) * _SCREEN_GROUP]
+            if pool.largest:
+                hit[g * _SCREEN_GROUP : (g + 1) * _SCREEN_GROUP] = (
+                    part.amax(dim=1).double() >= bound
+                )
+            else:
+                hit[g * _SCREEN_GROUP : (g + 1) * _SCREEN_GROUP] = (
+                    part.amin(dim=1).double() <= bound
+                )
+        found.append(hit)
+    return found
+
+
 def _pairs(
     left: Tensor,
     right: Tensor,
@@ -967,12 +1022,20 @@ def _pairs(
     pools = [_PairPool(k, largest, device) for largest in sides]
     scored = 0
     buffer = _score_buffer(min(block_rows, lhs.shape[0]), rhs.shape[0], device)
+    # The columns of each block are gathered into one reused buffer too: a fresh multi-MB
+    # gather per block leaves the allocator holding ever more memory (glibc raises its mmap
+    # threshold after the first free; measured: +0.75 GiB over one SmolLM2 layer).
+    gathered = torch.empty_like(rhs)
+
+    def gather(factor: Tensor, index: Tensor, into: Tensor) -> Tensor:
+        """``factor[index]`` written into the start of ``into`` (index_select: ~10x faster)."""
+        out = into.view(-1)[: index.numel() * factor.shape[1]].view(index.numel(), -1)
+        return torch.index_select(factor, 0, index, out=out)
 
     def score(rows: Tensor, cols: Tensor | None, to: list[_PairPool]) -> None:
         """Score rows x cols (positions; None = all columns) and offer them to pools ``to``."""
         nonlocal scored
-        # index_select, not lhs[rows]: the same rows, ~10x faster on the CPU (torch 2.13).
-        right_t = rhs.T if cols is None else rhs.index_select(0, cols).T
+        right_t = rhs.T if cols is None else gather(rhs, cols, gathered).T
         scores = _scores_block(lhs.index_select(0, rows), right_t, buffer)
         scored += scores.numel()
         block_row_ids = row_ids[rows]
@@ -999,43 +1062,38 @@ def _pairs(
     pruner = _Pruner(split, row_slab=_PRUNE_ROW_SLAB, col_slab=_PRUNE_COL_SLAB)
     scored += _seed(pools, pruner, lhs, rhs, row_ids, col_ids, k, exclude_same, block_rows)
     rough = _Screen.of(split) if _use_screen(screen, device) else None
-    rough_buffer = None if rough is None else buffer.new_empty(buffer.numel(), dtype=torch.bfloat16)
+    # The screen's products have few distinct shapes: rows padded to a multiple of
+    # _SCREEN_GROUP, columns in tiles of _SCREEN_TILE. oneDNN, which runs bfloat16 products on
+    # the CPU, caches a kernel per shape (~0.8 MB each, up to 1024 of them: measured +0.75 GiB
+    # over one SmolLM2 layer with a shape per block); a tile's output also stays in cache.
+    capacity_rows = buffer.numel() // max(rhs.shape[0], 1)
+    tile_cols = min(_SCREEN_TILE, rhs.shape[0])
+    if rough is not None:
+        rough_buffer = buffer.new_empty(buffer.numel(), dtype=torch.bfloat16)
+        rough_gathered = rough.right.new_empty(rhs.shape[0] + tile_cols, rhs.shape[1])
 
     def screened(rows: Tensor, cols: Tensor, to: list[_PairPool]) -> None:
         """Score rows x cols in bfloat16, then in float32 only the rows that may qualify."""
         nonlocal scored
-        assert rough is not None and rough_buffer is not None
-        left_rows, right_cols = rough.left.index_select(0, rows), rough.right.index_select(0, cols)
-        block = _scores_block(left_rows, right_cols.T, rough_buffer)
-        scored += block.numel()
+        assert rough is not None
+        if any(math.isinf(pool.threshold()) for pool in to):  # no threshold yet: all qualify
+            score(rows, cols, to)
+            return
         margin = rough.margin(rows, cols)
-        # Extremes of every few rows, from whole-tensor reductions: on bfloat16 these are
-        # vectorised, per-row reductions and comparisons are not (torch 2.13, ~2x and ~10x
-        # slower). Only the groups that may qualify are then reduced per row.
-        groups = [
-            torch.aminmax(block[g : g + _SCREEN_GROUP]) for g in range(0, len(block), _SCREEN_GROUP)
-        ]
-        lows = torch.stack([g.min for g in groups]).double()
-        highs = torch.stack([g.max for g in groups]).double()
+        n_rows = min(-(-rows.numel() // _SCREEN_GROUP) * _SCREEN_GROUP, capacity_rows)
+        left_rows = rough.left.index_select(0, _pad_repeating(rows, n_rows))
+        n_cols = -(-cols.numel() // tile_cols) * tile_cols
+        right_cols = gather(rough.right, _pad_repeating(cols, n_cols), rough_gathered)
         live = torch.zeros(rows.numel(), dtype=torch.bool, device=device)
-        takers = []
-        for pool in to:
-            tau = pool.threshold()
-            if math.isinf(tau):  # no threshold yet: every row may qualify
-                live[:] = True
-                takers.append(pool)
-                continue
-            reach = (highs >= tau - margin) if pool.largest else (lows <= tau + margin)
-            if not bool(reach.any()):
-                continue
-            takers.append(pool)
-            for g in reach.nonzero()[:, 0].tolist():
-                part = block[g * _SCREEN_GROUP : (g + 1) * _SCREEN_GROUP]
-                if pool.largest:
-                    hit = part.amax(dim=1).double() >= tau - margin
-                else:
-                    hit = part.amin(dim=1).double() <= tau + margin
-                live[g * _SCREEN_GROUP : (g + 1) * _SCREEN_GROUP] |= hit
+        takes = [False] * len(to)
+        for c0 in range(0, n_cols, tile_cols):
+            tile = _scores_block(left_rows, right_cols[c0 : c0 + tile_cols].T, rough_buffer)
+            scored += tile.numel()
+            for p, hit in enumerate(_rows_within(tile, to, margin)):
+                if hit is not None:
+                    takes[p] = True
+                    live |= hit[: rows.numel()]  # padding rows repeat the first one
+        takers = [pool for pool, take in zip(to, takes, strict=True) if take]
         if takers:
             score(rows[live], cols, takers)
 
