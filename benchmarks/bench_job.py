@@ -201,11 +201,13 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.reference is not None:
-        from check_job_identity import compare
+        from check_job_identity import SWAPS, compare
 
         problems = compare(args.reference, out)
         print("identical to the reference:", "yes" if not problems else "NO")
         print("\n".join(problems[:20]))
+        if SWAPS:
+            print(f"  with {len(SWAPS)} near-tie swaps within float32 rounding:", *SWAPS[:20])
     print(json.dumps({"wall_s": wall, "timings_s": timings}, default=str)[:2000])
 
 

@@ -200,3 +200,44 @@ def test_the_job_runs_on_cuda_and_agrees_with_the_cpu(tmp_path):
             np.testing.assert_allclose(b.vectors[name].top_scores, table.top_scores, atol=1e-3)
         assert [p.label for p in a.pairs] == [p.label for p in b.pairs]
     np.testing.assert_allclose(gpu.copying_scores.scores, cpu.copying_scores.scores, atol=0.05)
+
+
+def _identity_checker():
+    """benchmarks/check_job_identity.py as a module (benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "check_job_identity.py"
+    spec = importlib.util.spec_from_file_location("check_job_identity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_identity_check_allows_only_near_tie_swaps_in_pair_lists():
+    check = _identity_checker()
+
+    def ranking(*entries):
+        return [{"i": i, "j": j, "score": s} for i, j, s in entries]
+
+    old = ranking((1, 2, 0.9), (3, 4, 0.5), (5, 6, 0.5000000298), (7, 8, 0.1))
+    cases = {
+        "same": (old, False, 0),
+        # Two scores an ulp apart trade places: allowed, counted.
+        "near_tie_swap": (
+            ranking((1, 2, 0.9), (5, 6, 0.5), (3, 4, 0.5000000298), (7, 8, 0.1)),
+            0,
+            1,
+        ),
+        # A real reordering is not.
+        "swap": (ranking((3, 4, 0.9), (1, 2, 0.5), (5, 6, 0.5), (7, 8, 0.1)), True, 1),
+        # The last entry replaced by another of the same score: allowed; of another score: not.
+        "tie_at_the_end": (ranking((1, 2, 0.9), (3, 4, 0.5), (5, 6, 0.5), (9, 9, 0.1)), False, 1),
+        "new_at_the_end": (ranking((1, 2, 0.9), (3, 4, 0.5), (5, 6, 0.5), (9, 9, 0.09)), True, 1),
+    }
+    for name, (new, fails, n_swaps) in cases.items():
+        check.SWAPS.clear()
+        problems = []
+        check._close({"top": old}, {"top": new}, name, problems)
+        assert bool(problems) == fails, (name, problems)
+        assert len(check.SWAPS) == n_swaps, name
