@@ -525,7 +525,7 @@ def _screen_factors(case: str) -> tuple[torch.Tensor, torch.Tensor]:
 def test_screen_margin_bounds_every_rough_score_and_is_tight(case):
     """Every bfloat16 score lies within the margin of the float32 one, on every sub-block."""
     left, right = _screen_factors(case)
-    screen = engine._Screen.of(engine._split_bounds(left, right))
+    screen = engine._split_bounds(left, right, screen=True).screen
     rough = (screen.left @ screen.right.T).double()  # bfloat16 product, as the engine's blocks
     exact = left.double() @ right.double().T
     score = (left @ right.T).double()

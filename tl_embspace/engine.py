@@ -499,11 +499,10 @@ class _Split:
     beta: Tensor  # [n_cols]
     m: Tensor  # [n_cols]
     slack: float
-    left: Tensor  # [n_rows, rank] the balanced factors themselves (for _Screen)
-    right: Tensor  # [n_cols, rank]
+    screen: "_Screen | None"  # bfloat16 copies of the balanced factors, when asked for
 
 
-def _split_bounds(lhs: Tensor, rhs: Tensor) -> _Split:
+def _split_bounds(lhs: Tensor, rhs: Tensor, screen: bool = False) -> _Split:
     """Balanced factors ``lhs T_l`` and ``rhs T_r`` (``T_l T_r^T = I``), split after one axis.
 
     For any invertible change of basis the product is unchanged, but Cauchy-Schwarz bounds are
@@ -549,7 +548,8 @@ def _split_bounds(lhs: Tensor, rhs: Tensor) -> _Split:
         + 1e-12
     )
     slack = rel * float(lhs64.norm(dim=1).max()) * float(rhs64.norm(dim=1).max())
-    return _Split(a[:, 0], a[:, 1:].norm(dim=1), b[:, 0], b[:, 1:].norm(dim=1), slack, a, b)
+    rough = _Screen.of(a, b, slack) if screen else None
+    return _Split(a[:, 0], a[:, 1:].norm(dim=1), b[:, 0], b[:, 1:].norm(dim=1), slack, rough)
 
 
 # A bfloat16 number carries 8 significant bits: rounding to it errs by at most 2**-8 relatively.
@@ -585,23 +585,23 @@ class _Screen:
     slack: float
 
     @classmethod
-    def of(cls, split: _Split) -> "_Screen":
+    def of(cls, a: Tensor, b: Tensor, slack: float) -> "_Screen":
+        """From the balanced factors ``a``, ``b`` (float64) and the split's ``slack``."""
+
         def rounded(factor: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             low = factor.to(torch.bfloat16)
             err = (factor - low.double()).norm(dim=1)
             return low, err, torch.maximum(factor.norm(dim=1), low.double().norm(dim=1))
 
-        left, left_err, left_norm = rounded(split.left)
-        right, right_err, right_norm = rounded(split.right)
-        rank = split.left.shape[1]
+        left, left_err, left_norm = rounded(a)
+        right, right_err, right_norm = rounded(b)
+        rank = a.shape[1]
         gamma = 2.0 * rank * 2.0**-24
         # bfloat16 instructions may flush subnormal products and sums to zero: at most
         # 2 * rank of them, each below float32's smallest normal number.
         underflow = 2.0 * (rank + 1) * torch.finfo(torch.float32).tiny
         rel = gamma + _BF16_ROUNDOFF * (1.0 + gamma)
-        return cls(
-            left, right, left_err, left_norm, right_err, right_norm, rel, split.slack + underflow
-        )
+        return cls(left, right, left_err, left_norm, right_err, right_norm, rel, slack + underflow)
 
     def margin(self, rows: Tensor, cols: Tensor) -> float:
         """A bound on |rough - float32 score| over the block ``rows x cols`` (positions)."""
@@ -1022,9 +1022,8 @@ def _pairs(
     pools = [_PairPool(k, largest, device) for largest in sides]
     scored = 0
     buffer = _score_buffer(min(block_rows, lhs.shape[0]), rhs.shape[0], device)
-    # The columns of each block are gathered into one reused buffer too: a fresh multi-MB
-    # gather per block leaves the allocator holding ever more memory (glibc raises its mmap
-    # threshold after the first free; measured: +0.75 GiB over one SmolLM2 layer).
+    # Each block's columns are gathered into one reused buffer too, as its scores are: no
+    # multi-MB allocation per block.
     gathered = torch.empty_like(rhs)
 
     def gather(factor: Tensor, index: Tensor, into: Tensor) -> Tensor:
@@ -1058,10 +1057,10 @@ def _pairs(
         return [pool.result(scored) for pool in pools]
 
     with single_threaded():  # small rank x rank factorisations: see tl_embspace._linalg
-        split = _split_bounds(lhs, rhs)
+        split = _split_bounds(lhs, rhs, screen=_use_screen(screen, device))
     pruner = _Pruner(split, row_slab=_PRUNE_ROW_SLAB, col_slab=_PRUNE_COL_SLAB)
     scored += _seed(pools, pruner, lhs, rhs, row_ids, col_ids, k, exclude_same, block_rows)
-    rough = _Screen.of(split) if _use_screen(screen, device) else None
+    rough = split.screen
     # The screen's products have few distinct shapes: rows padded to a multiple of
     # _SCREEN_GROUP, columns in tiles of _SCREEN_TILE. oneDNN, which runs bfloat16 products on
     # the CPU, caches a kernel per shape (~0.8 MB each, up to 1024 of them: measured +0.75 GiB
@@ -1069,7 +1068,7 @@ def _pairs(
     capacity_rows = buffer.numel() // max(rhs.shape[0], 1)
     tile_cols = min(_SCREEN_TILE, rhs.shape[0])
     if rough is not None:
-        rough_buffer = buffer.new_empty(buffer.numel(), dtype=torch.bfloat16)
+        rough_buffer = buffer.new_empty(capacity_rows * tile_cols, dtype=torch.bfloat16)
         rough_gathered = rough.right.new_empty(rhs.shape[0] + tile_cols, rhs.shape[1])
 
     def screened(rows: Tensor, cols: Tensor, to: list[_PairPool]) -> None:
