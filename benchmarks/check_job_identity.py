@@ -94,7 +94,11 @@ def _close_ranking(a: list, b: list, where: str, problems: list[str]) -> None:
 
 
 def compare(old: Path, new: Path) -> list[str]:
-    """Every difference between the two folders' results (empty when identical)."""
+    """Every difference between the two folders' results (empty when identical).
+
+    The near-tie swaps it allows are listed in ``SWAPS`` (this comparison's only).
+    """
+    SWAPS.clear()
     problems: list[str] = []
     names = lambda f: sorted(p.name for p in f.iterdir())  # noqa: E731
     if names(old) != names(new):

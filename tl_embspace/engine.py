@@ -174,13 +174,21 @@ def _scores_block(vectors: Tensor, columns: Tensor, buffer: Tensor | None = None
     """
     if buffer is None:
         return vectors @ columns
-    out = buffer[: vectors.shape[0] * columns.shape[1]].view(vectors.shape[0], columns.shape[1])
-    return torch.matmul(vectors, columns, out=out)
+    return torch.matmul(
+        vectors, columns, out=_buffer_view(buffer, vectors.shape[0], columns.shape[1])
+    )
 
 
-def _score_buffer(rows: int, cols: int, device: torch.device) -> Tensor:
-    """A flat float32 buffer for score blocks of up to ``rows x cols`` entries."""
-    return torch.empty(rows * cols, device=device)
+def _buffer_view(buffer: Tensor, rows: int, cols: int) -> Tensor:
+    """The first ``rows x cols`` entries of a flat (or contiguous) buffer, as a matrix."""
+    return buffer.view(-1)[: rows * cols].view(rows, cols)
+
+
+def _score_buffer(
+    rows: int, cols: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """A flat buffer for score blocks of up to ``rows x cols`` entries (float32 by default)."""
+    return torch.empty(rows * cols, device=device, dtype=dtype)
 
 
 def scores_vocab(
@@ -1021,14 +1029,15 @@ def _pairs(
     rhs = (right if col_mask is None else right.index_select(0, col_ids)).float()
     pools = [_PairPool(k, largest, device) for largest in sides]
     scored = 0
-    buffer = _score_buffer(min(block_rows, lhs.shape[0]), rhs.shape[0], device)
+    buffer_rows = min(block_rows, lhs.shape[0])
+    buffer = _score_buffer(buffer_rows, rhs.shape[0], device)
     # Each block's columns are gathered into one reused buffer too, as its scores are: no
     # multi-MB allocation per block.
     gathered = torch.empty_like(rhs)
 
     def gather(factor: Tensor, index: Tensor, into: Tensor) -> Tensor:
         """``factor[index]`` written into the start of ``into`` (index_select: ~10x faster)."""
-        out = into.view(-1)[: index.numel() * factor.shape[1]].view(index.numel(), -1)
+        out = _buffer_view(into, index.numel(), factor.shape[1])
         return torch.index_select(factor, 0, index, out=out)
 
     def score(rows: Tensor, cols: Tensor | None, to: list[_PairPool]) -> None:
@@ -1065,10 +1074,9 @@ def _pairs(
     # _SCREEN_GROUP, columns in tiles of _SCREEN_TILE. oneDNN, which runs bfloat16 products on
     # the CPU, caches a kernel per shape (~0.8 MB each, up to 1024 of them: measured +0.75 GiB
     # over one SmolLM2 layer with a shape per block); a tile's output also stays in cache.
-    capacity_rows = buffer.numel() // max(rhs.shape[0], 1)
     tile_cols = min(_SCREEN_TILE, rhs.shape[0])
     if rough is not None:
-        rough_buffer = buffer.new_empty(capacity_rows * tile_cols, dtype=torch.bfloat16)
+        rough_buffer = _score_buffer(buffer_rows, tile_cols, device, torch.bfloat16)
         rough_gathered = rough.right.new_empty(rhs.shape[0] + tile_cols, rhs.shape[1])
 
     def screened(rows: Tensor, cols: Tensor, to: list[_PairPool]) -> None:
@@ -1079,7 +1087,7 @@ def _pairs(
             score(rows, cols, to)
             return
         margin = rough.margin(rows, cols)
-        n_rows = min(-(-rows.numel() // _SCREEN_GROUP) * _SCREEN_GROUP, capacity_rows)
+        n_rows = min(-(-rows.numel() // _SCREEN_GROUP) * _SCREEN_GROUP, buffer_rows)
         left_rows = rough.left.index_select(0, _pad_repeating(rows, n_rows))
         n_cols = -(-cols.numel() // tile_cols) * tile_cols
         right_cols = gather(rough.right, _pad_repeating(cols, n_cols), rough_gathered)
