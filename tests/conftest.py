@@ -15,6 +15,20 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keep_zoo_reads():
+    """Loads of an offline zoo model in one test process share one read of its file.
+
+    Reading SmolLM2's GGUF file takes ~8 s and many test modules load it; a user's load keeps
+    nothing (see ``zoo.keep_reads``).
+    """
+    from tl_embspace import zoo
+
+    zoo.keep_reads()
+    yield
+    zoo.keep_reads(False)
+
+
 @pytest.fixture(scope="session")
 def require_zoo():
     """``require_zoo(name)``: make sure an offline zoo model's packages are installed.

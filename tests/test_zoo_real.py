@@ -124,10 +124,26 @@ def test_smollm2_facts(smollm2):
 
 def test_cached_hf_model_is_never_mutated(smollm2, smollm2_ref):
     """Loads share one dequantised HF model; no TL model may change it (e.g. by processing)."""
-    cached, _ = zoo.smollm2._read_gguf(str(zoo.smollm2.gguf_path()))
+    cached, _ = zoo.smollm2._kept_read(str(zoo.smollm2.gguf_path()))
     reference = smollm2_ref[0].state_dict()
     for key, value in cached.state_dict().items():
         assert torch.equal(value, reference[key]), key
+
+
+def test_a_load_keeps_nothing_unless_asked(require_zoo):
+    """By default a load keeps no dequantised model (~0.5 GiB) for later loads; the suite asks."""
+    require_zoo("smollm2-135m-instruct")
+    kept = zoo.smollm2._kept_read
+    zoo.keep_reads(False)
+    try:
+        assert kept.cache_info().currsize == 0  # turning it off frees what was kept
+        model = zoo.load("smollm2-135m-instruct", "bridge", device="cpu")
+        assert kept.cache_info().currsize == 0
+        assert model.tokenizer.decode(model.tokenizer.encode(" Paris")) == " Paris"
+    finally:
+        zoo.keep_reads()
+    zoo.load_hf("smollm2-135m-instruct")
+    assert kept.cache_info().currsize == 1
 
 
 def test_hf_id_is_an_alias():

@@ -4,6 +4,9 @@ The folder's format, and the safe replacement of an existing one, belong to
 ``tl_embspace.atlas`` (read the result back with ``tl_embspace.atlas.Atlas.open(folder)``).
 """
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import time
 from dataclasses import asdict, replace
@@ -95,6 +98,28 @@ def _layer_results(
     t3 = time.perf_counter()
     seconds.update(rows=round(t1 - t0, 3), svd=round(t2 - t1, 3), pairs=round(t3 - t2, 3))
     return vectors, pairs
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """The C library's ``malloc_trim``, or None where it is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand the pages a finished layer freed back to the OS (glibc only; elsewhere nothing).
+
+    A layer's score blocks and factors are freed when it ends, but glibc keeps freed heap pages
+    mapped for reuse, and the next layer's allocations land elsewhere, so the resident set grows
+    across layers (SmolLM2: ~0.2 GiB less between layers with the trim, ~0.1 GiB lower peak).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _concat(parts: list[VectorProjection]) -> VectorProjection:
@@ -245,6 +270,7 @@ def interpret_model(
                 )
                 copy_seconds += time.perf_counter() - t0
             view.release(layer)
+            _return_freed_memory()
             bar.n = done * steps_per_layer  # layers without a gate/MLP tick fewer times
             bar.refresh()
         bar.close()

@@ -155,7 +155,7 @@ class FoldedView(WeightView):
         return FoldedView(self._base, **options)
 
     def _read_globals(self) -> GlobalWeights:
-        g = self._base.globals
+        g = self._base.globals_for_derived_view()
         is_ln = self.spec.norm_type == "LN"
         # A final LayerNorm without a weight (OLMo's non-parametric one) leaves nothing to fold:
         # TransformerLens then leaves W_U's read side uncentred too (centring it would not

@@ -154,6 +154,17 @@ class WeightView(ABC):
         return self._globals
 
     @final
+    def globals_for_derived_view(self) -> GlobalWeights:
+        """The globals, for a view that derives its own from them and caches those instead.
+
+        The cached ones if this view has them, else a fresh read this view does not keep: a
+        folded view would otherwise hold the base's copies beside its own derived ones (for
+        SmolLM2, another 2 x 108 MiB for W_E and W_U).
+        """
+        self._check_fresh()
+        return self._globals if self._globals is not None else self._read_globals()
+
+    @final
     def layer(self, layer: int) -> LayerWeights:
         """The weights of block ``layer`` (negative indices count from the end)."""
         n = self.spec.n_layers

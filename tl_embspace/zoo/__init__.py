@@ -29,6 +29,7 @@ Example:
 from . import minilm, smollm2  # noqa: F401 - importing a model module registers it
 from .entries import ZOO, ZooEntry, available, offline_model, resolve
 from .loader import BACKENDS, load, load_hf
+from .smollm2 import keep_reads
 from .wheels import Package
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Package",
     "ZooEntry",
     "available",
+    "keep_reads",
     "load",
     "load_hf",
     "offline_model",

@@ -2,7 +2,8 @@
 
 ``HuggingFaceTB/SmolLM2-135M-Instruct`` is a 30-layer Llama-architecture causal LM with tied
 embeddings. transformers dequantises the GGUF file to float on load, so its weights are close to,
-not equal to, the hub's. The dequantised model is read once per process and copied for each use.
+not equal to, the hub's. Each load reads the file again (~8 s), unless :func:`keep_reads` is on:
+then the dequantised model is read once per process, kept (~0.5 GiB) and copied for each use.
 """
 
 import copy
@@ -33,12 +34,23 @@ def gguf_path() -> Path:
     return path
 
 
-@functools.cache
-def _read_gguf(path: str) -> tuple[Any, Any]:
-    """Dequantise the GGUF into a float32 HF model, once per process (~8 s, tokenizer ~4 s).
+_KEEP_READS = [False]
 
-    The result is shared: callers must copy it before handing it to anything that mutates it.
+
+def keep_reads(keep: bool = True) -> None:
+    """Keep the dequantised SmolLM2 in memory for later loads in this process, or stop keeping it.
+
+    Off by default: a load reads the GGUF file (~8 s) and nothing outlives the model it returns.
+    On, the first read is kept (about 0.5 GiB, float32) and each load copies it (well under a
+    second); the test suite turns it on. ``keep_reads(False)`` also frees what was kept.
     """
+    _KEEP_READS[0] = keep
+    if not keep:
+        _kept_read.cache_clear()
+
+
+def _read_gguf(path: str) -> tuple[Any, Any]:
+    """Dequantise the GGUF into a float32 HF model (~8 s, tokenizer ~4 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory, filename = os.path.split(path)
@@ -54,9 +66,18 @@ def _read_gguf(path: str) -> tuple[Any, Any]:
     return hf_model.eval(), tokenizer
 
 
+@functools.cache
+def _kept_read(path: str) -> tuple[Any, Any]:
+    """The read :func:`keep_reads` keeps; shared, so callers copy it before any use."""
+    return _read_gguf(path)
+
+
 def load_hf() -> tuple[Any, Any]:
     """A fresh ``(LlamaForCausalLM, tokenizer)`` pair: eager attention, float32, CPU."""
-    hf_model, tokenizer = _read_gguf(str(gguf_path()))
+    path = str(gguf_path())
+    if not _KEEP_READS[0]:
+        return _read_gguf(path)
+    hf_model, tokenizer = _kept_read(path)
     return copy.deepcopy(hf_model), copy.deepcopy(tokenizer)
 
 
@@ -65,19 +86,15 @@ def build(
     backend: str, processed: bool, device: str | torch.device, dtype: torch.dtype
 ) -> torch.nn.Module:
     """SmolLM2 as a TransformerBridge or a HookedTransformer (see ``tl_embspace.zoo.load``)."""
-    path = gguf_path()
+    # A fresh pair: the bridge wraps the HF model it is given (and enable_compatibility_mode()
+    # rewrites its weights in place); HookedTransformer's set_tokenizer edits the tokenizer.
+    hf_model, tokenizer = load_hf()
     if backend == "bridge":
-        # The bridge wraps the HF model it is given and enable_compatibility_mode() rewrites its
-        # weights in place, so it gets its own copy.
-        hf_model, tokenizer = load_hf()
         model = boot_bridge(HF_ID, hf_model, tokenizer, processed, device, dtype)
     else:
-        # TL's converter only reads the HF weights and load_state_dict copies them, so the shared
-        # model is safe here; the tokenizer is not (set_tokenizer edits padding side and pad token).
-        hf_model, tokenizer = _read_gguf(str(path))
         model = hooked_transformer(
             hf_model,
-            copy.deepcopy(tokenizer),
+            tokenizer,
             architecture="LlamaForCausalLM",
             model_name="SmolLM2-135M-Instruct",
             processed=processed,
@@ -88,5 +105,6 @@ def build(
     # <|im_start|>, is the chat-turn marker), so TL must not prepend one either.
     cfg: Any = model.cfg  # HookedTransformerConfig or TransformerBridgeConfig
     cfg.default_prepend_bos = False
-    declare(model, model_name=HF_ID, source=str(path), unembed_trained=True, tied_embeddings=True)
+    source = str(gguf_path())
+    declare(model, model_name=HF_ID, source=source, unembed_trained=True, tied_embeddings=True)
     return model
