@@ -193,6 +193,29 @@ def test_svd_directions_match_dense_svd(case, backend, weights):
     check_vectors(te.interpret("svd_out", space, layer=0, k=K), _canonical(Vh.float() @ W))
 
 
+@pytest.mark.parametrize("case", ["gpt2-mha-tied", "llama-gqa-untied"])
+def test_copying_scores_match_the_dense_argmax(case):
+    """Every head's copying score is the fraction of tokens t with argmax_j (R^T W_OV W)[t, j] = t.
+
+    With more tokens asked for than the vocabulary has, every token is scored; chunk sizes that
+    do and do not divide the vocabulary leave the result unchanged (one reused score block).
+    """
+    model, view = _view(case, tm.backends()[0], "folded")
+    space = te.EmbeddingSpace(view, tokenizer=model.tokenizer)
+    read, write = space.read.matrix.double(), space.write.matrix.double()
+    d_vocab, n_heads = read.shape[1], view.spec.n_heads
+    expected = torch.zeros(view.spec.n_layers, n_heads)
+    for layer in range(view.spec.n_layers):
+        lw = view.layer(layer)
+        for h in range(n_heads):
+            dense = read.T @ lw.W_V[h].double() @ lw.W_O_written[h].double() @ write
+            expected[layer, h] = (dense.argmax(-1) == torch.arange(d_vocab)).double().mean()
+    assert expected.max() > 0  # some head copies some token, so a hit count is compared
+    for chunk in (1, 7, 512):
+        got = te.copying_scores(space, n_tokens=10 * d_vocab, chunk=chunk)
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
 def test_near_degenerate_singular_values_are_flagged():
     from tl_embspace.interpreters.svd import near_degenerate
 

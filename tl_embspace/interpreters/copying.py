@@ -53,6 +53,9 @@ def copying_scores(
     wanted = list(spec.attention_layers) if layers is None else list(layers)
     layer_ids = select(wanted, spec.n_layers, "layers")
     out = torch.zeros(len(layer_ids), spec.n_heads)
+    # Every chunk's scores go into one reused block: a fresh [chunk, d_vocab] block per
+    # product (~100 MB for SmolLM2) costs about as much again in page faults as the product.
+    block: Tensor | None = None
     for li, layer in enumerate(layer_ids):
         lw = view.layer(layer)
         for h in range(spec.n_heads):
@@ -65,9 +68,13 @@ def copying_scores(
             require_finite(
                 f"the OV circuit of layer {layer} head {h} in vocabulary space", left, right
             )
+            if block is None:
+                block = left.new_empty(min(chunk, len(tokens)), right.shape[0])
             hits = 0
             for start in range(0, len(tokens), chunk):
-                best = (left[start : start + chunk] @ right.T).argmax(-1)
+                rows = left[start : start + chunk]
+                scores = torch.matmul(rows, right.T, out=block[: rows.shape[0]])
+                best = scores.argmax(-1)
                 hits += int((best == tokens[start : start + chunk]).sum())
             out[li, h] = hits / len(tokens)
     return out
