@@ -34,7 +34,7 @@ def gguf_path() -> Path:
     return path
 
 
-_KEEP_READS = [False]
+_keep_reads = False  # see keep_reads
 
 
 def keep_reads(keep: bool = True) -> None:
@@ -44,7 +44,8 @@ def keep_reads(keep: bool = True) -> None:
     On, the first read is kept (about 0.5 GiB, float32) and each load copies it (well under a
     second); the test suite turns it on. ``keep_reads(False)`` also frees what was kept.
     """
-    _KEEP_READS[0] = keep
+    global _keep_reads
+    _keep_reads = keep
     if not keep:
         _kept_read.cache_clear()
 
@@ -75,7 +76,7 @@ def _kept_read(path: str) -> tuple[Any, Any]:
 def load_hf() -> tuple[Any, Any]:
     """A fresh ``(LlamaForCausalLM, tokenizer)`` pair: eager attention, float32, CPU."""
     path = str(gguf_path())
-    if not _KEEP_READS[0]:
+    if not _keep_reads:
         return _read_gguf(path)
     hf_model, tokenizer = _kept_read(path)
     return copy.deepcopy(hf_model), copy.deepcopy(tokenizer)
