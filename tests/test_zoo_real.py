@@ -123,7 +123,7 @@ def test_smollm2_facts(smollm2):
 
 
 def test_cached_hf_model_is_never_mutated(smollm2, smollm2_ref):
-    """Loads share one dequantised HF model; no TL model may change it (e.g. by processing)."""
+    """With keep_reads on (as in the suite) loads share one dequantised model; none changes it."""
     cached, _ = zoo.smollm2._kept_read(str(zoo.smollm2.gguf_path()))
     reference = smollm2_ref[0].state_dict()
     for key, value in cached.state_dict().items():
